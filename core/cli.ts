@@ -1,0 +1,109 @@
+/**
+ * Command-line parsing for `sipedge`. Kept apart from main.ts so that it can be tested.
+ * @module
+ */
+import { parseListenAddress } from "./config/schema.ts";
+import { parseSipUri } from "./sip/uri.ts";
+
+/** What the command line asks for. */
+export interface CliOptions {
+  config?: string;
+  listen: string[];
+  forward?: string;
+  workers?: number;
+  logLevel?: string;
+  checkConfig: boolean;
+  version: boolean;
+  help: boolean;
+}
+
+/** `--help` text. */
+export const USAGE = `Usage: sipedge [options]
+
+SIP proxy for TCP (and TLS): reads, frames, parses, routes and forwards SIP messages.
+
+Options:
+  --config FILE       config file (default: ./config.toml if it exists, else built-in
+                      defaults: tcp:127.0.0.1:5060, route by Request-URI)
+  --listen ADDR       listen on TRANSPORT:HOST:PORT, e.g. tcp:127.0.0.1:5060 or tcp:[::1]:5060;
+                      repeatable; replaces the config's [[listen]] entries
+  --forward URI       send every request to this upstream, e.g. "sip:10.0.0.5:5060;transport=tcp"
+                      (requests from the upstream's host are routed by Request-URI)
+  --workers N         reader workers (0 = one per CPU)
+  --log-level LEVEL   trace, debug, info, warning, error or fatal
+  --check-config      validate the config (and options), print errors, exit (1 when invalid)
+  --version           print the version and exit
+  --help              print this help and exit
+`;
+
+/** Parses `args`; throws an Error whose message is meant for the user. */
+export function parseCli(args: string[]): CliOptions {
+  const options: CliOptions = { listen: [], checkConfig: false, version: false, help: false };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    const value = (): string => {
+      if (eq >= 0) return arg.slice(eq + 1);
+      const next = args[++i];
+      if (next === undefined) throw new Error(`${name} needs a value`);
+      return next;
+    };
+    switch (name) {
+      case "--config":
+        options.config = value();
+        break;
+      case "--listen": {
+        const address = value();
+        if (parseListenAddress(address) === undefined) {
+          throw new Error(
+            `--listen ${address}: expected TRANSPORT:HOST:PORT like tcp:127.0.0.1:5060`,
+          );
+        }
+        options.listen.push(address);
+        break;
+      }
+      case "--forward": {
+        const uri = value();
+        if (parseSipUri(uri) === undefined) {
+          throw new Error(
+            `--forward ${uri}: expected a sip: URI like sip:127.0.0.1:5070;transport=tcp`,
+          );
+        }
+        options.forward = uri;
+        break;
+      }
+      case "--workers": {
+        const text = value();
+        if (!/^[0-9]{1,3}$/.test(text) || Number(text) > 256) {
+          throw new Error(`--workers ${text}: expected a number from 0 to 256`);
+        }
+        options.workers = Number(text);
+        break;
+      }
+      case "--log-level": {
+        const level = value();
+        if (!["trace", "debug", "info", "warning", "error", "fatal"].includes(level)) {
+          throw new Error(
+            `--log-level ${level}: expected trace, debug, info, warning, error or fatal`,
+          );
+        }
+        options.logLevel = level;
+        break;
+      }
+      case "--check-config":
+        options.checkConfig = true;
+        break;
+      case "--version":
+        options.version = true;
+        break;
+      case "--help":
+      case "-h":
+        options.help = true;
+        break;
+      default:
+        throw new Error(`unknown option ${arg} (see --help)`);
+    }
+  }
+  return options;
+}

@@ -1,0 +1,211 @@
+/**
+ * Loads config.toml: parse (smol-toml) → validate the core sections → load every enabled
+ * plugin and validate its section with the plugin's schema → apply command-line overrides →
+ * a {@link ResolvedConfig} that can be sent to workers as is. Every problem is collected and
+ * reported at once as `FILE:LINE: KEY: what was expected`; nothing starts half-configured.
+ * @module
+ */
+import { parse as parseToml, TomlError } from "smol-toml";
+import type { z } from "zod";
+import { configFile, type ListenAddress, parseListenAddress } from "./schema.ts";
+import { locateKey } from "./locate.ts";
+import { BUILTIN_PLUGINS, loadPlugin } from "../plugin/registry.ts";
+import type { PluginKind } from "../plugin/types.ts";
+import { parseHostPort } from "../sip/uri.ts";
+
+/** A config that failed validation; `errors` has one line per problem. */
+export class ConfigError extends Error {
+  readonly errors: string[];
+  constructor(errors: string[]) {
+    super(errors.join("\n"));
+    this.name = "ConfigError";
+    this.errors = errors;
+  }
+}
+
+/** Command-line settings that replace what config.toml says. */
+export interface ConfigOverrides {
+  /** `--listen` addresses: replace every `[[listen]]` entry. */
+  listen?: string[];
+  /** `--forward URI`: every request to this upstream (static_router default route). */
+  forward?: string;
+  /** `--workers N`. */
+  workers?: number;
+}
+
+/** A listener, resolved. */
+export interface ResolvedListen extends ListenAddress {
+  /** host and port to put in Via / Record-Route, when not the bound address. */
+  advertise?: { host: string; port: number };
+}
+
+/** An enabled plugin, resolved. */
+export interface ResolvedPlugin {
+  name: string;
+  kind: PluginKind;
+  /** Module URL for user plugins; undefined for built-in ones. */
+  moduleUrl?: string;
+  /** The plugin's validated config (defaults filled in). */
+  config: unknown;
+}
+
+/** The validated config; plain data (structured-cloneable) so it can go to workers. */
+export interface ResolvedConfig {
+  /** The file it came from, or `(built-in defaults)`. */
+  source: string;
+  sipedge: z.output<typeof configFile>["sipedge"];
+  sip: z.output<typeof configFile>["sip"];
+  listen: ResolvedListen[];
+  /** In config order; transports first. */
+  plugins: ResolvedPlugin[];
+}
+
+/** What is used when there is no config file: tcp on 127.0.0.1:5060, route by Request-URI. */
+export const DEFAULT_CONFIG_TOML = `[[listen]]
+address = "tcp:127.0.0.1:5060"
+
+[plugins.tcp]
+
+[plugins.static_router]
+`;
+
+/**
+ * Loads and validates a config file (or, with `path` undefined, the built-in defaults).
+ * Throws {@link ConfigError} listing every problem.
+ */
+export async function loadConfig(
+  path: string | undefined,
+  overrides: ConfigOverrides = {},
+): Promise<ResolvedConfig> {
+  let text = DEFAULT_CONFIG_TOML;
+  const source = path ?? "(built-in defaults)";
+  if (path !== undefined) {
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      throw new ConfigError([`${path}: cannot read: ${(error as Error).message}`]);
+    }
+  }
+  return await resolveConfig(text, source, overrides, path);
+}
+
+/** Validates config text; `source` names it in errors, `path` resolves plugin modules. */
+export async function resolveConfig(
+  text: string,
+  source: string,
+  overrides: ConfigOverrides = {},
+  path?: string,
+): Promise<ResolvedConfig> {
+  let raw: Record<string, unknown>;
+  try {
+    raw = parseToml(text) as Record<string, unknown>;
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const firstLine = error.message.split("\n")[0];
+      throw new ConfigError([`${source}:${error.line}:${error.column}: TOML syntax: ${firstLine}`]);
+    }
+    throw error;
+  }
+  const errors: string[] = [];
+  const where = (keyPath: (string | number)[]) => {
+    const line = locateKey(text, keyPath);
+    return line === undefined ? source : `${source}:${line}`;
+  };
+  const report = (keyPath: (string | number)[], message: string) => {
+    errors.push(`${where(keyPath)}: ${formatPath(keyPath) || "(top level)"}: ${message}`);
+  };
+  const collect = (issues: z.core.$ZodIssue[], prefix: (string | number)[]) => {
+    for (const issue of issues) {
+      const keyPath = [...prefix, ...issue.path.map((p) => p as string | number)];
+      if (issue.code === "unrecognized_keys") {
+        for (const key of issue.keys) report([...keyPath, key], "unknown key");
+      } else {
+        report(keyPath, describeIssue(issue));
+      }
+    }
+  };
+
+  applyOverrides(raw, overrides);
+  const parsed = configFile.safeParse(raw);
+  if (!parsed.success) {
+    collect(parsed.error.issues, []);
+    throw new ConfigError(errors);
+  }
+  const file = parsed.data;
+  if (overrides.workers !== undefined) file.sipedge.workers = overrides.workers;
+
+  const listen: ResolvedListen[] = file.listen.map((entry) => {
+    const address = parseListenAddress(entry.address)!;
+    const advertise = entry.advertise === undefined ? undefined : parseHostPort(entry.advertise);
+    return advertise === undefined ? address : { ...address, advertise };
+  });
+
+  // Built-in transports named by a listener are enabled even without a [plugins.X] table.
+  for (const l of listen) {
+    if (!(l.transport in file.plugins) && l.transport in BUILTIN_PLUGINS) {
+      file.plugins[l.transport] = {};
+    }
+  }
+
+  const plugins: ResolvedPlugin[] = [];
+  const baseUrl = path === undefined ? new URL(`file://${Deno.cwd()}/`) : toFileUrl(path);
+  for (const [name, table] of Object.entries(file.plugins)) {
+    const { module, ...settings } = table;
+    const moduleUrl = module === undefined ? undefined : new URL(module, baseUrl).href;
+    let def;
+    try {
+      def = await loadPlugin({ name, moduleUrl });
+    } catch (error) {
+      report(["plugins", name, ...(module ? ["module"] : [])], (error as Error).message);
+      continue;
+    }
+    const result = def.config.safeParse(settings);
+    if (!result.success) {
+      collect(result.error.issues, ["plugins", name]);
+      continue;
+    }
+    plugins.push({ name, kind: def.kind, moduleUrl, config: result.data });
+  }
+  plugins.sort((a, b) => Number(b.kind === "transport") - Number(a.kind === "transport"));
+
+  const transports = new Set(plugins.filter((p) => p.kind === "transport").map((p) => p.name));
+  listen.forEach((l, i) => {
+    if (!transports.has(l.transport)) {
+      report(
+        ["listen", i, "address"],
+        `transport "${l.transport}" is not enabled (add a [plugins.${l.transport}] table)`,
+      );
+    }
+  });
+  if (errors.length > 0) throw new ConfigError(errors);
+  return { source, sipedge: file.sipedge, sip: file.sip, listen, plugins };
+}
+
+/** Command-line values are checked by the CLI before they get here. */
+function applyOverrides(raw: Record<string, unknown>, overrides: ConfigOverrides): void {
+  if (overrides.listen !== undefined && overrides.listen.length > 0) {
+    raw.listen = overrides.listen.map((address) => ({ address }));
+  }
+  if (overrides.forward !== undefined) {
+    const plugins = (raw.plugins ??= {}) as Record<string, Record<string, unknown>>;
+    const current = plugins.static_router ?? {};
+    plugins.static_router = { ...current, default_route: overrides.forward, routes: [] };
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type") {
+    return issue.input === undefined
+      ? `missing (expected ${issue.expected})`
+      : `expected ${issue.expected}`;
+  }
+  return issue.message;
+}
+
+function formatPath(path: (string | number)[]): string {
+  return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("");
+}
+
+function toFileUrl(path: string): URL {
+  return new URL(path.startsWith("/") ? `file://${path}` : `file://${Deno.cwd()}/${path}`);
+}

@@ -1,0 +1,100 @@
+/**
+ * The core settings table: one zod schema per config.toml section. The same schemas validate
+ * the file, fill in defaults, describe every key (docs/configuration.md is generated from the
+ * descriptions by `deno task config-docs`) and give the runtime view of the config.
+ * Plugin sections (`[plugins.NAME]`) are validated by each plugin's own schema.
+ * @module
+ */
+import { z } from "zod";
+import { parseSipUri } from "../sip/uri.ts";
+import { parseHostPort } from "../sip/uri.ts";
+
+const DURATION = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration string (`500ms`, `10s`, `2m`, `1h`) → milliseconds. */
+export const durationSchema = z.string().regex(DURATION, "a duration like 500ms, 10s or 2m")
+  .transform((text) => {
+    const m = DURATION.exec(text)!;
+    return Math.round(Number(m[1]) * UNIT_MS[m[2]]);
+  });
+
+/** A `sip:` or `sips:` URI. */
+export const sipUriSchema = z.string().refine(
+  (text) => parseSipUri(text.trim()) !== undefined,
+  "a sip: or sips: URI like sip:10.0.0.5:5060;transport=tcp",
+);
+
+/** A listen address `TRANSPORT:HOST:PORT` (`tcp:127.0.0.1:5060`, `tcp:[::1]:5060`). */
+export interface ListenAddress {
+  transport: string;
+  hostname: string;
+  port: number;
+}
+
+/** Parses `TRANSPORT:HOST:PORT`; undefined when malformed. Port 0 picks a free port. */
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const m = /^([a-z][a-z0-9_]*):(.+):([0-9]{1,5})$/.exec(text);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  const host = parseHostPort(m[2]);
+  if (host === undefined || host.port !== 0 || port > 65535) return undefined;
+  return { transport: m[1], hostname: host.host.replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+const listenAddressSchema = z.string().refine(
+  (text) => parseListenAddress(text) !== undefined,
+  "TRANSPORT:HOST:PORT like tcp:127.0.0.1:5060 or tcp:[::1]:5060",
+);
+
+/** `[sipedge]`: process-wide settings. */
+export const sipedgeSection = z.strictObject({
+  workers: z.int().min(0).max(256).default(0).describe(
+    "Reader workers (threads that read, parse, route and send). 0 = one per CPU.",
+  ),
+  log_level: z.enum(["trace", "debug", "info", "warning", "error", "fatal"]).default("info")
+    .describe("Lowest log level written."),
+  aliases: z.array(z.string().refine((h) => parseHostPort(h) !== undefined, "host or host:port"))
+    .default([]).describe(
+      "Other names of this proxy (host or host:port): a Request-URI or Route naming one is ours.",
+    ),
+  shutdown_timeout: durationSchema.default(5000).describe(
+    "On SIGTERM/SIGINT: how long to wait for queued data to be written before exiting.",
+  ),
+});
+
+/** `[sip]`: message framing and parsing. */
+export const sipSection = z.strictObject({
+  max_message_size: z.int().min(1024).max(16 * 1024 * 1024).default(65535).describe(
+    "Largest message (head + body) in bytes; a larger one gets 513 and the connection closes.",
+  ),
+  message_read_timeout: durationSchema.default(20000).describe(
+    "A message must be read completely within this time once it has started (slowloris guard).",
+  ),
+});
+
+/** One `[[listen]]` entry. */
+export const listenEntry = z.strictObject({
+  address: listenAddressSchema.describe("Where to listen: TRANSPORT:HOST:PORT."),
+  advertise: z.string().refine((h) => parseHostPort(h) !== undefined, "host or host:port")
+    .optional().describe("host[:port] put in Via and Record-Route instead of the bound address."),
+});
+
+/** A `[plugins.NAME]` table: `module` plus the plugin's own keys. */
+export const pluginTable = z.looseObject({
+  module: z.string().min(1).optional().describe(
+    "Path of a user plugin module (relative to config.toml); built-in plugins need none.",
+  ),
+});
+
+/** The whole file, before plugin sections are validated by their plugins. */
+export const configFile = z.strictObject({
+  sipedge: sipedgeSection.default(sipedgeSection.parse({})),
+  sip: sipSection.default(sipSection.parse({})),
+  listen: z.array(listenEntry).min(1, "at least one [[listen]] entry"),
+  plugins: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "a plugin name"), pluginTable)
+    .default({}),
+});
+
+/** The validated file. */
+export type ConfigFile = z.output<typeof configFile>;

@@ -1,0 +1,52 @@
+/**
+ * Finds plugin modules: built-in plugins by name (static imports, so `deno compile` embeds
+ * them), user plugins by path. Supervisor and workers load plugins through this one module.
+ * @module
+ */
+import type { PluginDefinition } from "./types.ts";
+
+type ModuleLoader = () => Promise<{ default: PluginDefinition<unknown> }>;
+
+/** Built-in plugins by name. */
+export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
+  tcp: () => import("../../plugins/tcp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  static_router: () =>
+    import("../../plugins/static_router.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+};
+
+/** Where a plugin comes from: a built-in name, or a module URL (`file:///…`). */
+export interface PluginSource {
+  name: string;
+  /** Module URL for user plugins; undefined for built-in plugins. */
+  moduleUrl?: string;
+}
+
+/** Imports a plugin module and checks that its default export is a plugin definition. */
+export async function loadPlugin(source: PluginSource): Promise<PluginDefinition<unknown>> {
+  let mod: { default?: unknown };
+  if (source.moduleUrl === undefined) {
+    const builtin = BUILTIN_PLUGINS[source.name];
+    if (builtin === undefined) {
+      throw new Error(
+        `no built-in plugin named "${source.name}" (built-in: ${
+          Object.keys(BUILTIN_PLUGINS).join(", ")
+        }; set \`module\` for a user plugin)`,
+      );
+    }
+    mod = await builtin();
+  } else {
+    mod = await import(source.moduleUrl);
+  }
+  const def = mod.default as Partial<PluginDefinition<unknown>> | undefined;
+  if (
+    def === undefined || typeof def !== "object" || typeof def.name !== "string" ||
+    !["transport", "router", "policy"].includes(def.kind as string) ||
+    typeof def.config?.safeParse !== "function"
+  ) {
+    throw new Error(
+      `${source.moduleUrl ?? source.name}: the default export is not a plugin definition ` +
+        "(needs name, kind and a zod config schema; see docs/plugins.md)",
+    );
+  }
+  return def as PluginDefinition<unknown>;
+}

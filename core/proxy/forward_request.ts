@@ -1,0 +1,376 @@
+/**
+ * Stateless forwarding of requests (RFC 3261 §16.3–§16.6, §16.11).
+ *
+ * Validate → answer what is ours to answer (OPTIONS to us, Max-Forwards 0) → preprocess
+ * Route (§16.4) → choose the next hop (Route, then routers, then Request-URI) → edit a copy:
+ * our Via on top with a stateless branch, received/rport on the sender's Via, Max-Forwards,
+ * our Route removed, Record-Route added → send. Every header the proxy does not own is copied
+ * byte for byte; the body is never touched.
+ * @module
+ */
+import {
+  findHeader,
+  findHeaders,
+  type HeaderField,
+  headerValue,
+  type SipHead,
+} from "../sip/head.ts";
+import {
+  parseCSeq,
+  parseNameAddr,
+  parseVia,
+  splitCommaValues,
+  tagOf,
+  type ValueRange,
+  type Via,
+} from "../sip/header_values.ts";
+import { MessageEdit } from "../sip/message_edit.ts";
+import { buildReply } from "../sip/reply.ts";
+import { formatHostPort, parseSipUri, type SipUri } from "../sip/uri.ts";
+import { type Destination, destinationOf } from "../transport/destination.ts";
+import type { RouteResult } from "../plugin/types.ts";
+import { hash64 } from "./hash.ts";
+import type { MessageSource, ProxyHost } from "./proxy_host.ts";
+
+/** Max-Forwards added to requests that have none (RFC 3261 §16.6 step 3). */
+export const DEFAULT_MAX_FORWARDS = 70;
+
+const SINGLE_VALUED = ["from", "to", "call-id", "cseq", "max-forwards", "content-length"];
+
+/** A request ready to be processed: its head and whole bytes. */
+export interface IncomingRequest {
+  head: SipHead;
+  bytes: Uint8Array;
+}
+
+/** Processes one request read from `source`. */
+export function forwardRequest(host: ProxyHost, source: MessageSource, request: IncomingRequest) {
+  host.count("requests_in");
+  const { head } = request;
+  const isAck = head.method === "ACK";
+  const reject = (status: number, reason: string, headers?: string[]) => {
+    host.count("requests_rejected");
+    if (isAck) return; // never answer an ACK (RFC 3261 §17.2.1)
+    host.count("local_replies");
+    source.reply(buildReply(head, status, reason, { headers, toTag: toTagFor(head) }));
+  };
+
+  if (head.error !== undefined) return reject(400, head.error);
+  if (head.version.toUpperCase() !== "SIP/2.0") return reject(505, "Version Not Supported");
+  const problem = checkRequiredHeaders(head);
+  if (problem !== undefined) return reject(400, problem);
+  const viaFields = findHeaders(head, "via");
+  const topViaRange =
+    splitCommaValues(head.text, viaFields[0].valueStart, viaFields[0].valueEnd)[0];
+  const topVia = topViaRange && parseVia(head.text.slice(topViaRange.start, topViaRange.end));
+  if (topVia === undefined) return reject(400, "Malformed Via header");
+
+  let uri: SipUri | undefined = parseSipUri(head.uri);
+  if (uri === undefined && /^sips?:/i.test(head.uri)) return reject(400, "Malformed Request-URI");
+
+  // Max-Forwards (§16.3 step 3)
+  const mfField = findHeader(head, "max-forwards");
+  let maxForwards = DEFAULT_MAX_FORWARDS;
+  if (mfField !== undefined) {
+    const text = headerValue(head, mfField);
+    if (!/^[0-9]{1,9}$/.test(text)) return reject(400, "Invalid Max-Forwards");
+    maxForwards = Number(text);
+    if (maxForwards === 0) {
+      if (head.method === "OPTIONS") return answer(host, source, head, 200, "OK");
+      return reject(483, "Too Many Hops");
+    }
+  }
+
+  // Proxy-Require (§16.3 step 6): sipedge supports no extensions that a proxy must support.
+  const proxyRequire = findHeaders(head, "proxy-require");
+  if (proxyRequire.length > 0) {
+    const tags = proxyRequire.map((f) => headerValue(head, f)).join(", ");
+    return reject(420, "Bad Extension", [`Unsupported: ${tags}`]);
+  }
+
+  const edit = new MessageEdit(request.bytes);
+  let routes = routeValues(head);
+  const removedRoutes: RouteValue[] = [];
+
+  // Route preprocessing (§16.4): a strict router before us put our URI in the Request-URI.
+  if (
+    uri !== undefined && routes.length > 0 && uri.user === "" && uri.params.has("lr") &&
+    host.isLocal(uri.host, uri.port, uri.params.get("transport"))
+  ) {
+    const last = routes[routes.length - 1];
+    const lastUri = parseSipUri(last.uri);
+    if (lastUri !== undefined) {
+      edit.replace(requestUriStart(head), requestUriStart(head) + head.uri.length, last.uri);
+      removedRoutes.push(last);
+      routes = routes.slice(0, -1);
+      uri = lastUri;
+    }
+  }
+  // Remove the Route values that name us (one per Record-Route we added).
+  while (routes.length > 0 && routes[0].parsed !== undefined && isOurs(host, routes[0].parsed)) {
+    removedRoutes.push(routes[0]);
+    routes = routes.slice(1);
+  }
+
+  // Next hop (§16.5, §16.6 step 6–7).
+  let destination: Destination | undefined;
+  let recordRoute = false;
+  if (routes.length > 0) {
+    const next = routes[0].parsed;
+    if (next === undefined) return reject(400, "Malformed Route header");
+    destination = destinationOf(next);
+    if (!next.params.has("lr")) {
+      // Strict-routing next hop: its URI becomes the Request-URI, ours goes last in Route.
+      edit.replace(requestUriStart(head), requestUriStart(head) + head.uri.length, routes[0].uri);
+      removedRoutes.push(routes[0]);
+      edit.insert(head.text.length - endOfHeadLength(head), `Route: <${head.uri}>\r\n`);
+    }
+  } else {
+    if (
+      uri !== undefined && uri.user === "" && head.method === "OPTIONS" &&
+      host.isLocal(uri.host, uri.port, uri.params.get("transport"))
+    ) {
+      return answer(host, source, head, 200, "OK");
+    }
+    const result = routeByPlugins(host, head, uri, source);
+    if (result !== undefined && "reply" in result) {
+      return reject(result.reply.status, result.reply.reason, result.reply.headers);
+    }
+    if (result !== undefined) {
+      destination = result.destination;
+      recordRoute = result.recordRoute ?? false;
+    } else if (uri === undefined) {
+      return reject(416, "Unsupported URI Scheme");
+    } else if (host.isLocal(uri.host, uri.port, uri.params.get("transport"))) {
+      return reject(404, "Not Found");
+    } else {
+      destination = destinationOf(uri);
+    }
+  }
+
+  removeRouteValues(edit, removedRoutes);
+
+  const outVia = host.viaName(destination.transport);
+  const outAddress = host.advertised(destination.transport);
+  if (outVia === undefined || outAddress === undefined) {
+    return reject(503, "Service Unavailable", [
+      `Reason: SIP;cause=503;text="transport ${destination.transport} not enabled"`,
+    ]);
+  }
+
+  // Our Via, on top of the others (§16.6 step 8), with a stateless branch (§16.11) and the
+  // inbound connection id, so that the response goes back over the same connection.
+  const viaAt = viaFields[0].start;
+  const branch = statelessBranch(head, topVia);
+  edit.insert(
+    viaAt,
+    `Via: SIP/2.0/${outVia} ${
+      formatHostPort(outAddress.host, outAddress.port)
+    };branch=${branch};i=${source.connectionId}\r\n`,
+  );
+  // received / rport on the sender's Via (§18.2.1, RFC 3581).
+  const senderVia = withReceived(
+    head.text.slice(topViaRange.start, topViaRange.end),
+    topVia,
+    source,
+  );
+  if (senderVia !== undefined) edit.replace(topViaRange.start, topViaRange.end, senderVia);
+
+  if (mfField === undefined) edit.insert(viaAt, `Max-Forwards: ${DEFAULT_MAX_FORWARDS}\r\n`);
+  else edit.replace(mfField.valueStart, mfField.valueEnd, String(maxForwards - 1));
+
+  if (recordRoute) {
+    const rrAt = findHeader(head, "record-route")?.start ?? viaAt;
+    edit.insert(rrAt, recordRouteLines(host, destination.transport, source.transport));
+  }
+
+  const isRequestWithReply = !isAck;
+  host.count("requests_forwarded");
+  host.sendTo(destination, edit.build(), (failure) => {
+    host.count("send_failed");
+    if (!isRequestWithReply) return;
+    const text = failure === "connect_failed" ? "connect failed" : "connection closed";
+    source.reply(buildReply(head, 503, "Service Unavailable", {
+      headers: [`Reason: SIP;cause=503;text="${text}"`],
+      toTag: toTagFor(head),
+    }));
+  });
+}
+
+function answer(
+  host: ProxyHost,
+  source: MessageSource,
+  head: SipHead,
+  status: number,
+  reason: string,
+) {
+  host.count("local_replies");
+  source.reply(buildReply(head, status, reason, { toTag: toTagFor(head) }));
+}
+
+/** The checks of §16.3 step 1 that a stateless proxy needs to route and reply. */
+function checkRequiredHeaders(head: SipHead): string | undefined {
+  const counts = new Map<string, number>();
+  for (const h of head.headers) counts.set(h.name, (counts.get(h.name) ?? 0) + 1);
+  for (
+    const [name, label] of [["via", "Via"], ["from", "From"], ["to", "To"], [
+      "call-id",
+      "Call-ID",
+    ], ["cseq", "CSeq"]]
+  ) {
+    if (!counts.has(name)) return `Missing ${label} header`;
+  }
+  for (const name of SINGLE_VALUED) {
+    if ((counts.get(name) ?? 0) > 1) return `Multiple ${name} headers`;
+  }
+  const cseq = parseCSeq(getValue(head, "cseq"));
+  if (cseq === undefined) return "Malformed CSeq header";
+  if (cseq.method !== head.method) return "CSeq method does not match the request method";
+  if (parseNameAddr(getValue(head, "from")) === undefined) return "Malformed From header";
+  if (parseNameAddr(getValue(head, "to")) === undefined) return "Malformed To header";
+  if (getValue(head, "call-id") === "") return "Empty Call-ID header";
+  return undefined;
+}
+
+function getValue(head: SipHead, name: string): string {
+  return headerValue(head, findHeader(head, name)!);
+}
+
+/** One Route value with where it is. */
+interface RouteValue {
+  field: HeaderField;
+  range: ValueRange;
+  /** Index of the value in its field, and every value range of that field. */
+  index: number;
+  all: ValueRange[];
+  uri: string;
+  parsed: SipUri | undefined;
+}
+
+function routeValues(head: SipHead): RouteValue[] {
+  const out: RouteValue[] = [];
+  for (const field of head.headers) {
+    if (field.name !== "route") continue;
+    const ranges = splitCommaValues(head.text, field.valueStart, field.valueEnd);
+    ranges.forEach((range, index) => {
+      const uri = parseNameAddr(head.text.slice(range.start, range.end))?.uri ?? "";
+      out.push({ field, range, index, all: ranges, uri, parsed: parseSipUri(uri) });
+    });
+  }
+  return out;
+}
+
+/** Removes Route values: a whole line when all its values go, else just those values. */
+function removeRouteValues(edit: MessageEdit, values: RouteValue[]): void {
+  const byField = new Map<HeaderField, RouteValue[]>();
+  for (const v of values) byField.set(v.field, [...(byField.get(v.field) ?? []), v]);
+  for (const [field, removed] of byField) {
+    const all = removed[0].all;
+    if (removed.length === all.length) {
+      edit.remove(field.start, field.end);
+      continue;
+    }
+    for (const v of removed) {
+      // Take the value with the comma after it, or before it for the last value of the line.
+      if (v.index < all.length - 1) edit.remove(all[v.index].start, all[v.index + 1].start);
+      else edit.remove(all[v.index - 1].end, all[v.index].end);
+    }
+  }
+}
+
+function isOurs(host: ProxyHost, uri: SipUri): boolean {
+  return host.isLocal(
+    uri.host,
+    uri.port,
+    uri.params.get("transport") ?? (uri.scheme === "sips" ? "tls" : undefined),
+  );
+}
+
+function routeByPlugins(
+  host: ProxyHost,
+  head: SipHead,
+  uri: SipUri | undefined,
+  source: MessageSource,
+): RouteResult | undefined {
+  if (host.routers.length === 0) return undefined;
+  const request = {
+    head,
+    method: head.method,
+    uri,
+    source: { transport: source.transport, hostname: source.hostname, port: source.port },
+  };
+  for (const router of host.routers) {
+    const result = router.route(request);
+    if (result !== undefined) return result;
+  }
+  return undefined;
+}
+
+function requestUriStart(head: SipHead): number {
+  return head.method.length + 1;
+}
+
+function endOfHeadLength(head: SipHead): number {
+  return head.text.endsWith("\r\n\r\n") ? 2 : 1;
+}
+
+/**
+ * The branch of our Via (§16.11): equal for a retransmission, for the ACK of a non-2xx final
+ * response and for a CANCEL (so they match the INVITE's transaction downstream), different
+ * for every other transaction.
+ */
+export function statelessBranch(head: SipHead, topVia: Via): string {
+  const branch = topVia.params.get("branch");
+  let key: string;
+  if (branch !== undefined && branch.startsWith("z9hG4bK")) {
+    key = `${branch}|${topVia.host}|${topVia.port}`;
+  } else {
+    // RFC 2543 peers: the transaction is identified by these (§17.2.3).
+    const cseq = parseCSeq(getValue(head, "cseq"))!;
+    key = `${getValue(head, "call-id")}|${tagOf(getValue(head, "from")) ?? ""}|${
+      tagOf(getValue(head, "to")) ?? ""
+    }|${cseq.seq}|${head.uri}|${topVia.host}|${topVia.port}|${branch ?? ""}`;
+  }
+  return `z9hG4bK${hash64(key)}`;
+}
+
+/** A stable To tag for replies sipedge generates (equal for retransmissions). */
+function toTagFor(head: SipHead): string {
+  const callId = findHeader(head, "call-id");
+  const from = findHeader(head, "from");
+  const via = findHeader(head, "via");
+  const key = `${callId ? headerValue(head, callId) : ""}|${from ? headerValue(head, from) : ""}|${
+    via ? headerValue(head, via) : ""
+  }`;
+  return hash64(key).slice(0, 12);
+}
+
+/** The sender's Via value with received and rport set, or undefined when unchanged. */
+function withReceived(value: string, via: Via, source: MessageSource): string | undefined {
+  const rport = via.params.get("rport");
+  const needsReceived = bareIp(via.host) !== source.hostname || rport !== undefined;
+  if (!needsReceived && rport === undefined) return undefined;
+  let out = value;
+  if (rport === "") out = out.replace(/;[ \t]*rport(?=[ \t]*(;|$))/i, `;rport=${source.port}`);
+  if (needsReceived && !via.params.has("received")) {
+    const ip = source.hostname.includes(":") ? `[${source.hostname}]` : source.hostname;
+    out += `;received=${ip}`;
+  }
+  return out === value ? undefined : out;
+}
+
+function bareIp(host: string): string {
+  return host.startsWith("[") ? host.slice(1, -1) : host;
+}
+
+/** One Record-Route, or two when the request changes transport (so each side sees its own). */
+function recordRouteLines(host: ProxyHost, outTransport: string, inTransport: string): string {
+  const line = (transport: string) => {
+    const a = host.advertised(transport)!;
+    return `Record-Route: <sip:${formatHostPort(a.host, a.port)};transport=${transport};lr>\r\n`;
+  };
+  if (outTransport === inTransport || host.advertised(inTransport) === undefined) {
+    return line(outTransport);
+  }
+  return line(outTransport) + line(inTransport);
+}

@@ -1,0 +1,35 @@
+/**
+ * Byte <-> string conversion where one byte is one UTF-16 code unit (ISO-8859-1).
+ *
+ * SIP heads are parsed as latin1 strings so that string offsets are byte offsets: the proxy
+ * edits a message by copying byte ranges of the original and never re-encodes what it does
+ * not own. `TextDecoder("latin1")` is windows-1252 (0x80 becomes U+20AC) and 8x slower, so
+ * node's Buffer latin1 slice/write is used (measured 0.12 µs for a 500-byte head).
+ * @module
+ */
+import { Buffer } from "node:buffer";
+
+/** Decodes `bytes[start, end)` as latin1: `result.length === end - start`. */
+export function latin1Decode(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(
+    "latin1",
+    start,
+    end,
+  );
+}
+
+/** Writes `text` as latin1 into `out` at `offset`; returns the offset after it. */
+export function latin1Write(text: string, out: Uint8Array, offset: number): number {
+  return offset + Buffer.from(out.buffer, out.byteOffset, out.byteLength).write(
+    text,
+    offset,
+    "latin1",
+  );
+}
+
+/** Encodes `text` (code units <= 0xff) to a new byte array. */
+export function latin1Encode(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  latin1Write(text, out, 0);
+  return out;
+}

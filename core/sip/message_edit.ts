@@ -1,0 +1,60 @@
+/**
+ * Builds an edited copy of a message: byte ranges of the original are copied as they are and
+ * only the edited spans are written anew, so every header the proxy does not own is forwarded
+ * byte for byte and the body is never touched. One allocation for the result.
+ * @module
+ */
+import { latin1Write } from "./latin1.ts";
+
+interface Edit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/** A set of non-overlapping edits on a message's bytes. */
+export class MessageEdit {
+  #bytes: Uint8Array;
+  #edits: Edit[] = [];
+
+  /** `bytes` is the original message (head offsets are offsets into it). */
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  /** Inserts latin1 `text` before offset `at`. */
+  insert(at: number, text: string): this {
+    this.#edits.push({ start: at, end: at, text });
+    return this;
+  }
+
+  /** Replaces `[start, end)` with latin1 `text` (empty text removes). */
+  replace(start: number, end: number, text: string): this {
+    this.#edits.push({ start, end, text });
+    return this;
+  }
+
+  /** Removes `[start, end)`. */
+  remove(start: number, end: number): this {
+    return this.replace(start, end, "");
+  }
+
+  /** The edited message. Edits must not overlap; inserts at one offset keep their order. */
+  build(): Uint8Array {
+    const edits = this.#edits;
+    if (edits.length > 1) edits.sort((a, b) => a.start - b.start);
+    let size = this.#bytes.length;
+    for (const e of edits) size += e.text.length - (e.end - e.start);
+    const out = new Uint8Array(size);
+    let from = 0;
+    let at = 0;
+    for (const e of edits) {
+      out.set(this.#bytes.subarray(from, e.start), at);
+      at += e.start - from;
+      at = latin1Write(e.text, out, at);
+      from = e.end;
+    }
+    out.set(this.#bytes.subarray(from), at);
+    return out;
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Parses a SIP message head (RFC 3261 §7.1, §7.2, §7.3, §25): start line and header fields.
+ *
+ * Lines end in CRLF; a bare LF is accepted too (lenient, as most proxies are). Header names
+ * are case-insensitive and compact forms are expanded. The parser never throws: a syntax
+ * problem is recorded in `head.error` (the proxy answers 400 with it), and framing only needs
+ * Content-Length.
+ * @module
+ */
+import { canonicalHeaderName, type HeaderField, type SipHead } from "./head.ts";
+
+const TOKEN_CHARS = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
+
+/** Content-Length value meaning "present but not a valid number". */
+export const CONTENT_LENGTH_INVALID = -2;
+
+/**
+ * Parses `text` (a complete head, usually ending with an empty line) into a {@link SipHead}.
+ * Offsets in the result are offsets into `text`.
+ */
+export function parseHead(text: string): SipHead {
+  const head: SipHead = {
+    text,
+    isRequest: false,
+    method: "",
+    uri: "",
+    version: "",
+    status: 0,
+    reason: "",
+    headersStart: 0,
+    headers: [],
+    contentLength: -1,
+    error: undefined,
+  };
+  let lineEnd = text.indexOf("\n");
+  if (lineEnd < 0) lineEnd = text.length;
+  const startLine = text.slice(
+    0,
+    lineEnd > 0 && text.charCodeAt(lineEnd - 1) === 13 ? lineEnd - 1 : lineEnd,
+  );
+  parseStartLine(head, startLine);
+  head.headersStart = Math.min(lineEnd + 1, text.length);
+
+  let pos = head.headersStart;
+  let last: HeaderField | undefined;
+  while (pos < text.length) {
+    let nl = text.indexOf("\n", pos);
+    if (nl < 0) nl = text.length;
+    const contentEnd = nl > pos && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+    const next = Math.min(nl + 1, text.length);
+    if (contentEnd === pos) break; // the empty line that ends the head
+    const first = text.charCodeAt(pos);
+    if (first === 32 || first === 9) {
+      // A continuation line folds into the previous field's value.
+      if (last === undefined) {
+        setError(head, "Header folding before the first header");
+      } else {
+        const valueEnd = trimEnd(text, pos, contentEnd);
+        if (valueEnd > pos && hasNonWhite(text, pos, contentEnd)) {
+          last.valueEnd = valueEnd;
+          last.folded = true;
+        }
+        last.end = next;
+      }
+      pos = next;
+      continue;
+    }
+    const colon = text.indexOf(":", pos);
+    if (colon < 0 || colon >= contentEnd) {
+      setError(head, "Malformed header line");
+      last = undefined;
+      pos = next;
+      continue;
+    }
+    const nameEnd = trimEnd(text, pos, colon);
+    const rawName = text.slice(pos, nameEnd);
+    if (!TOKEN_CHARS.test(rawName)) {
+      setError(head, "Malformed header name");
+      last = undefined;
+      pos = next;
+      continue;
+    }
+    let valueStart = colon + 1;
+    while (valueStart < contentEnd && isWhite(text.charCodeAt(valueStart))) valueStart++;
+    last = {
+      name: canonicalHeaderName(rawName),
+      start: pos,
+      valueStart,
+      valueEnd: trimEnd(text, valueStart, contentEnd),
+      end: next,
+      folded: false,
+    };
+    head.headers.push(last);
+    pos = next;
+  }
+  readContentLength(head);
+  return head;
+}
+
+function parseStartLine(head: SipHead, line: string): void {
+  if (line.startsWith("SIP/")) {
+    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+    const sp1 = line.indexOf(" ");
+    head.version = sp1 < 0 ? line : line.slice(0, sp1);
+    const code = sp1 < 0 ? "" : line.slice(sp1 + 1, sp1 + 4);
+    const after = line.charCodeAt(sp1 + 4);
+    if (!/^[1-6][0-9][0-9]$/.test(code) || !(Number.isNaN(after) || after === 32)) {
+      setError(head, "Malformed status line");
+      return;
+    }
+    head.status = Number(code);
+    head.reason = line.slice(sp1 + 5);
+    return;
+  }
+  // Request-Line = Method SP Request-URI SP SIP-Version (exactly one SP each, §25.1)
+  head.isRequest = true;
+  const sp1 = line.indexOf(" ");
+  const sp2 = sp1 < 0 ? -1 : line.indexOf(" ", sp1 + 1);
+  if (sp1 <= 0 || sp2 < 0 || line.indexOf(" ", sp2 + 1) >= 0 || sp2 === sp1 + 1) {
+    head.method = sp1 > 0 ? line.slice(0, sp1) : line;
+    setError(head, "Malformed request line");
+    return;
+  }
+  head.method = line.slice(0, sp1);
+  head.uri = line.slice(sp1 + 1, sp2);
+  head.version = line.slice(sp2 + 1);
+  if (!TOKEN_CHARS.test(head.method)) setError(head, "Malformed method");
+  else if (!/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(head.uri)) setError(head, "Malformed Request-URI");
+  else if (!/^SIP\/\d+\.\d+$/i.test(head.version)) setError(head, "Malformed SIP version");
+}
+
+function readContentLength(head: SipHead): void {
+  for (const field of head.headers) {
+    if (field.name !== "content-length") continue;
+    const raw = head.text.slice(field.valueStart, field.valueEnd);
+    const value = /^[0-9]{1,10}$/.test(raw) ? Number(raw) : CONTENT_LENGTH_INVALID;
+    if (
+      value === CONTENT_LENGTH_INVALID || (head.contentLength >= 0 && head.contentLength !== value)
+    ) {
+      head.contentLength = CONTENT_LENGTH_INVALID;
+      setError(head, "Invalid Content-Length");
+      return;
+    }
+    head.contentLength = value;
+  }
+}
+
+function setError(head: SipHead, message: string): void {
+  head.error ??= message;
+}
+
+function isWhite(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+function trimEnd(text: string, start: number, end: number): number {
+  while (end > start && isWhite(text.charCodeAt(end - 1))) end--;
+  return end;
+}
+
+function hasNonWhite(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (!isWhite(text.charCodeAt(i))) return true;
+  return false;
+}

@@ -1,0 +1,81 @@
+/**
+ * SIP and SIPS URIs (RFC 3261 §19.1), parsed just far enough to route on.
+ * @module
+ */
+
+/** A parsed `sip:` / `sips:` URI. */
+export interface SipUri {
+  /** Lower-case scheme: `sip` or `sips`. */
+  scheme: string;
+  /** User part (may be empty), as written. */
+  user: string;
+  /** Host, lower case; IPv6 references keep their brackets (`[::1]`). */
+  host: string;
+  /** Port, or 0 when absent. */
+  port: number;
+  /** URI parameters, names lower case; a parameter without value maps to `""`. */
+  params: Map<string, string>;
+}
+
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*|[0-9.]+)$/;
+
+/** Parses a `sip:` or `sips:` URI; undefined when it is not one or is malformed. */
+export function parseSipUri(text: string): SipUri | undefined {
+  const colon = text.indexOf(":");
+  if (colon < 0) return undefined;
+  const scheme = text.slice(0, colon).toLowerCase();
+  if (scheme !== "sip" && scheme !== "sips") return undefined;
+  let rest = text.slice(colon + 1);
+  const q = rest.indexOf("?");
+  if (q >= 0) rest = rest.slice(0, q);
+  let user = "";
+  const at = rest.lastIndexOf("@");
+  if (at >= 0) {
+    user = rest.slice(0, at);
+    const password = user.indexOf(":");
+    if (password >= 0) user = user.slice(0, password);
+    rest = rest.slice(at + 1);
+  }
+  const semi = rest.indexOf(";");
+  const hostPort = semi < 0 ? rest : rest.slice(0, semi);
+  const parsed = parseHostPort(hostPort);
+  if (parsed === undefined) return undefined;
+  const params = new Map<string, string>();
+  if (semi >= 0) {
+    for (const part of rest.slice(semi + 1).split(";")) {
+      if (part === "") continue;
+      const eq = part.indexOf("=");
+      if (eq < 0) params.set(part.toLowerCase(), "");
+      else params.set(part.slice(0, eq).toLowerCase(), part.slice(eq + 1));
+    }
+  }
+  return { scheme, user, host: parsed.host, port: parsed.port, params };
+}
+
+/** Parses `host[:port]` (IPv6 in brackets); undefined when malformed. Host is lower case. */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  let host = text;
+  let port = 0;
+  const close = text.lastIndexOf("]");
+  const colon = text.lastIndexOf(":");
+  if (colon > close) {
+    host = text.slice(0, colon);
+    const portText = text.slice(colon + 1);
+    if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+    port = Number(portText);
+    if (port === 0 || port > 65535) return undefined;
+  }
+  if (!HOST.test(host)) return undefined;
+  return { host: host.toLowerCase(), port };
+}
+
+/** Formats a host and port for a URI or Via (`[::1]:5060`, `example.com`). */
+export function formatHostPort(host: string, port: number): string {
+  const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return port > 0 ? `${h}:${port}` : h;
+}
+
+/** Strips IPv6 brackets: the form Deno's socket APIs take. */
+export function bareHost(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}

@@ -1,0 +1,62 @@
+/**
+ * What a stream transport plugin (tcp, tls, …) provides to the core: listening sockets and
+ * outbound connects, as byte streams. Framing, write queues, timeouts and routing live in the
+ * core and are shared by every stream transport.
+ * @module
+ */
+
+/** A socket address; `hostname` is a bare IP (no IPv6 brackets) or a host name. */
+export interface SocketAddress {
+  hostname: string;
+  port: number;
+}
+
+/** One connected byte stream. */
+export interface StreamSocket {
+  readonly localAddr: SocketAddress;
+  readonly remoteAddr: SocketAddress;
+  /**
+   * Starts reading. `onData` gets each chunk read; the chunk may be reused after the call
+   * returns. `onClose` is called once when the stream ends or fails (after `close()` too).
+   */
+  start(onData: (chunk: Uint8Array) => void, onClose: (error?: Error) => void): void;
+  /**
+   * Writes bytes; resolves with how many the kernel took (may be fewer than given: the
+   * caller writes the rest). Stays pending while the peer does not read; `close()` rejects it.
+   */
+  write(data: Uint8Array): Promise<number>;
+  /** Closes the stream at once; pending writes reject. */
+  close(): void;
+}
+
+/** A listening socket. */
+export interface StreamListener {
+  /** The bound address (the real port when 0 was asked for). */
+  readonly addr: SocketAddress;
+  /** Starts accepting; `onSocket` gets each accepted stream. */
+  start(onSocket: (socket: StreamSocket) => void): void;
+  /** Stops accepting. Accepted sockets are not affected. */
+  close(): void;
+}
+
+/** Options for {@link StreamTransport.connect}. */
+export interface ConnectOptions extends SocketAddress {
+  /** Aborts the connect (used for connect_timeout). */
+  signal: AbortSignal;
+}
+
+/** A stream transport, as a transport plugin provides it. */
+export interface StreamTransport {
+  /** Name used in listen addresses and the `transport` URI parameter: `tcp`, `tls`. */
+  readonly name: string;
+  /** Transport token in Via headers: `TCP`, `TLS`. */
+  readonly viaName: string;
+  /** Whether this transport is secure (used for `sips:` URIs). */
+  readonly secure: boolean;
+  /** Port used when a URI has none: 5060, or 5061 for TLS. */
+  readonly defaultPort: number;
+  /** Opens a listening socket (with SO_REUSEPORT, so every worker can listen on it). */
+  listen(address: SocketAddress): StreamListener;
+  /** Opens an outbound stream. */
+  connect(options: ConnectOptions): Promise<StreamSocket>;
+}

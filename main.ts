@@ -1,0 +1,97 @@
+/**
+ * sipedge command line: `sipedge [--config FILE] [--listen ADDR]… [--forward URI] …`.
+ * Loads and validates the config, starts the supervisor and its reader workers, stops
+ * gracefully on SIGTERM/SIGINT.
+ * @module
+ */
+import denoJson from "./deno.json" with { type: "json" };
+import { parseCli, USAGE } from "./core/cli.ts";
+import { ConfigError, loadConfig, type ResolvedConfig } from "./core/config/load.ts";
+import { setupLogging } from "./core/logging.ts";
+import { Supervisor } from "./core/supervisor.ts";
+import { getLogger, type LogLevel } from "@logtape/logtape";
+
+async function main(args: string[]): Promise<number> {
+  let cli;
+  try {
+    cli = parseCli(args);
+  } catch (error) {
+    console.error(`sipedge: ${(error as Error).message}`);
+    return 2;
+  }
+  if (cli.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (cli.version) {
+    console.log(`sipedge ${denoJson.version} (deno ${Deno.version.deno})`);
+    return 0;
+  }
+  const path = cli.config ?? (await exists("config.toml") ? "config.toml" : undefined);
+  let config: ResolvedConfig;
+  try {
+    config = await loadConfig(path, {
+      listen: cli.listen,
+      forward: cli.forward,
+      workers: cli.workers,
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`sipedge: invalid configuration:\n${error.message}`);
+    return 1;
+  }
+  if (cli.logLevel !== undefined) config.sipedge.log_level = cli.logLevel as LogLevel;
+  if (cli.checkConfig) {
+    console.log(`${config.source}: configuration is valid`);
+    return 0;
+  }
+  await setupLogging(config.sipedge.log_level);
+  const log = getLogger(["sipedge"]);
+
+  const supervisor = new Supervisor(config);
+  try {
+    await supervisor.start();
+  } catch (error) {
+    console.error(`sipedge: cannot start: ${(error as Error).message}`);
+    return 1;
+  }
+  const addresses = supervisor.listeners.map((l) =>
+    `${l.transport}:${l.hostname.includes(":") ? `[${l.hostname}]` : l.hostname}:${l.port}`
+  );
+  console.log(
+    `sipedge ready: listening on ${addresses.join(", ")} (${supervisor.workerCount} workers)`,
+  );
+
+  const stopped = new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info("{signal}: stopping (up to {ms} ms to write what is queued)", {
+        signal,
+        ms: config.sipedge.shutdown_timeout,
+      });
+      await supervisor.stop(config.sipedge.shutdown_timeout);
+      resolve();
+    };
+    Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+    Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  });
+  Deno.addSignalListener("SIGHUP", () => {
+    log.warn("SIGHUP: live reload is not available yet; the running configuration is unchanged");
+  });
+  await stopped;
+  log.info("stopped");
+  return 0;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,147 @@
+/**
+ * The `tcp` transport plugin: SIP over TCP with `Deno.listen` (SO_REUSEPORT, one listener per
+ * worker) and `Deno.connect`, reading with `conn.read` into a per-connection buffer (the
+ * cheapest Deno read path measured, DESIGN.md §6) and Nagle off on every socket.
+ * @module
+ */
+import { z } from "zod";
+import type { PluginDefinition } from "../core/plugin/types.ts";
+import type {
+  ConnectOptions,
+  SocketAddress,
+  StreamListener,
+  StreamSocket,
+  StreamTransport,
+} from "../core/transport/types.ts";
+
+const config = z.strictObject({
+  read_buffer_size: z.int().min(1024).max(1048576).default(16384).describe(
+    "Bytes each connection reads at most at once (one buffer per connection).",
+  ),
+});
+
+type TcpConfig = z.infer<typeof config>;
+
+class TcpSocket implements StreamSocket {
+  readonly localAddr: SocketAddress;
+  readonly remoteAddr: SocketAddress;
+  #conn: Deno.TcpConn;
+  #bufferSize: number;
+  #closed = false;
+
+  constructor(conn: Deno.TcpConn, bufferSize: number) {
+    this.#conn = conn;
+    this.#bufferSize = bufferSize;
+    conn.setNoDelay(true);
+    const local = conn.localAddr as Deno.NetAddr;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.localAddr = { hostname: local.hostname, port: local.port };
+    this.remoteAddr = { hostname: remote.hostname, port: remote.port };
+  }
+
+  start(onData: (chunk: Uint8Array) => void, onClose: (error?: Error) => void): void {
+    this.#readLoop(onData).then(() => onClose(), (error) => onClose(error));
+  }
+
+  async #readLoop(onData: (chunk: Uint8Array) => void): Promise<void> {
+    const buffer = new Uint8Array(this.#bufferSize);
+    try {
+      while (true) {
+        const n = await this.#conn.read(buffer);
+        if (n === null) return;
+        onData(buffer.subarray(0, n));
+      }
+    } catch (error) {
+      if (this.#closed) return;
+      throw error;
+    } finally {
+      this.close();
+    }
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    return this.#conn.write(data);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+}
+
+class TcpListener implements StreamListener {
+  readonly addr: SocketAddress;
+  #listener: Deno.TcpListener;
+  #bufferSize: number;
+  #closed = false;
+
+  constructor(address: SocketAddress, bufferSize: number) {
+    this.#listener = Deno.listen({
+      hostname: address.hostname,
+      port: address.port,
+      transport: "tcp",
+      reusePort: true,
+    });
+    this.#bufferSize = bufferSize;
+    const addr = this.#listener.addr;
+    this.addr = { hostname: addr.hostname, port: addr.port };
+  }
+
+  start(onSocket: (socket: StreamSocket) => void): void {
+    (async () => {
+      while (!this.#closed) {
+        let conn: Deno.TcpConn;
+        try {
+          conn = await this.#listener.accept();
+        } catch (error) {
+          if (this.#closed || error instanceof Deno.errors.BadResource) return;
+          // EMFILE and friends: back off instead of spinning, keep accepting afterwards.
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          continue;
+        }
+        onSocket(new TcpSocket(conn, this.#bufferSize));
+      }
+    })();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener.close();
+  }
+}
+
+function tcpTransport(cfg: TcpConfig): StreamTransport {
+  return {
+    name: "tcp",
+    viaName: "TCP",
+    secure: false,
+    defaultPort: 5060,
+    listen: (address) => new TcpListener(address, cfg.read_buffer_size),
+    connect: async (options: ConnectOptions) => {
+      const conn = await Deno.connect({
+        hostname: options.hostname,
+        port: options.port,
+        transport: "tcp",
+        signal: options.signal,
+      });
+      return new TcpSocket(conn, cfg.read_buffer_size);
+    },
+  };
+}
+
+/** The tcp transport plugin. */
+const plugin: PluginDefinition<TcpConfig> = {
+  name: "tcp",
+  kind: "transport",
+  description: "SIP over TCP (RFC 3261 §18).",
+  config,
+  worker: (cfg) => ({ transport: tcpTransport(cfg) }),
+};
+
+export default plugin;
