@@ -65,6 +65,7 @@ export class Supervisor {
     await Promise.all(workers.map(async (worker) => {
       try {
         await this.#request(worker, { type: "stop", timeoutMs }, "stopped", timeoutMs + 2000);
+        await new Promise((resolve) => setTimeout(resolve, 50)); // it closes itself
       } catch (error) {
         log.warn("worker did not stop cleanly: {error}", { error: (error as Error).message });
       }

@@ -44,6 +44,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     case "stop":
       await engine?.stop(message.timeoutMs);
       post({ type: "stopped" });
+      self.close(); // a clean exit (lets --cpu-prof write this worker's profile)
       return;
     case "stats":
       post({
