@@ -1,0 +1,48 @@
+/**
+ * The configuration reference (docs/configuration.md), rendered from the core sections and
+ * every built-in plugin's schema.
+ * @module
+ */
+import { settingsTable } from "./docs.ts";
+import { listenEntry, sipedgeSection, sipSection } from "./schema.ts";
+import { BUILTIN_PLUGINS } from "../plugin/registry.ts";
+
+/** The whole reference page as Markdown. */
+export async function renderConfigDocs(): Promise<string> {
+  const parts = [
+    "# Configuration reference",
+    "",
+    "<!-- Generated from the settings tables in core/config/schema.ts and the built-in plugins'",
+    "schemas by `deno task config-docs`; a test fails when this file is out of date. -->",
+    "",
+    "sipedge reads one TOML file (`--config FILE`, default `./config.toml`). Durations are",
+    "strings with a unit: `500ms`, `10s`, `2m`, `1h`. Unknown keys are errors. An error names",
+    "the file, the line and the key.",
+    "",
+    "## `[sipedge]`",
+    "",
+    settingsTable(sipedgeSection),
+    "",
+    "## `[sip]`",
+    "",
+    settingsTable(sipSection),
+    "",
+    "## `[[listen]]` (one or more)",
+    "",
+    settingsTable(listenEntry),
+    "",
+    "## `[plugins.NAME]`",
+    "",
+    "A `[plugins.NAME]` table enables a plugin. Built-in plugins are found by name; a user",
+    'plugin names its module with `module = "path/to/plugin.ts"` (relative to the config',
+    "file). The other keys of the table are the plugin's settings. Built-in transports named",
+    "by a `[[listen]]` address are enabled even without a table. See docs/plugins.md.",
+    "",
+  ];
+  for (const [name, load] of Object.entries(BUILTIN_PLUGINS)) {
+    const plugin = (await load()).default;
+    parts.push(`### \`[plugins.${name}]\` (${plugin.kind})`, "", plugin.description, "");
+    parts.push(settingsTable(plugin.config), "");
+  }
+  return parts.join("\n");
+}
