@@ -127,29 +127,34 @@ export async function resolveConfig(
 
   applyOverrides(raw, overrides);
   const parsed = configFile.safeParse(raw);
-  if (!parsed.success) {
-    collect(parsed.error.issues, []);
-    throw new ConfigError(errors);
+  if (!parsed.success) collect(parsed.error.issues, []);
+  // Plugin tables and listen addresses are checked even when other sections are invalid, so
+  // that one run shows every error.
+  const pluginTables = parsed.success ? parsed.data.plugins : validTables(raw.plugins);
+  const listen: ResolvedListen[] = [];
+  const rawListen = Array.isArray(raw.listen) ? raw.listen as Record<string, unknown>[] : [];
+  for (const entry of rawListen) {
+    const address = typeof entry?.address === "string"
+      ? parseListenAddress(entry.address)
+      : undefined;
+    const advertise = typeof entry?.advertise === "string"
+      ? parseHostPort(entry.advertise)
+      : undefined;
+    listen.push(
+      address === undefined ? INVALID_LISTEN : advertise ? { ...address, advertise } : address,
+    );
   }
-  const file = parsed.data;
-  if (overrides.workers !== undefined) file.sipedge.workers = overrides.workers;
-
-  const listen: ResolvedListen[] = file.listen.map((entry) => {
-    const address = parseListenAddress(entry.address)!;
-    const advertise = entry.advertise === undefined ? undefined : parseHostPort(entry.advertise);
-    return advertise === undefined ? address : { ...address, advertise };
-  });
 
   // Built-in transports named by a listener are enabled even without a [plugins.X] table.
   for (const l of listen) {
-    if (!(l.transport in file.plugins) && l.transport in BUILTIN_PLUGINS) {
-      file.plugins[l.transport] = {};
+    if (!(l.transport in pluginTables) && l.transport in BUILTIN_PLUGINS) {
+      pluginTables[l.transport] = {};
     }
   }
 
   const plugins: ResolvedPlugin[] = [];
   const baseUrl = path === undefined ? new URL(`file://${Deno.cwd()}/`) : toFileUrl(path);
-  for (const [name, table] of Object.entries(file.plugins)) {
+  for (const [name, table] of Object.entries(pluginTables)) {
     const { module, ...settings } = table;
     const moduleUrl = module === undefined ? undefined : new URL(module, baseUrl).href;
     let def;
@@ -170,15 +175,40 @@ export async function resolveConfig(
 
   const transports = new Set(plugins.filter((p) => p.kind === "transport").map((p) => p.name));
   listen.forEach((l, i) => {
-    if (!transports.has(l.transport)) {
+    if (l !== INVALID_LISTEN && !transports.has(l.transport)) {
       report(
         ["listen", i, "address"],
         `transport "${l.transport}" is not enabled (add a [plugins.${l.transport}] table)`,
       );
     }
   });
-  if (errors.length > 0) throw new ConfigError(errors);
+  if (errors.length > 0 || !parsed.success) throw new ConfigError(sortByLine(errors, source));
+  const file = parsed.data;
+  if (overrides.workers !== undefined) file.sipedge.workers = overrides.workers;
   return { source, sipedge: file.sipedge, sip: file.sip, listen, plugins };
+}
+
+/** Orders `source:LINE: …` messages by line (messages without a line first). */
+function sortByLine(errors: string[], source: string): string[] {
+  const line = (e: string) => Number(/^:(\d+):/.exec(e.slice(source.length))?.[1] ?? 0);
+  return errors.map((e, i) => ({ e, i })).sort((a, b) => line(a.e) - line(b.e) || a.i - b.i)
+    .map(({ e }) => e);
+}
+
+/** Stands for a listen entry whose address is invalid (already reported by the schema). */
+const INVALID_LISTEN: ResolvedListen = { transport: "", hostname: "", port: 0 };
+
+/** The `[plugins.X]` tables that are tables, when the file as a whole did not validate. */
+function validTables(value: unknown): Record<string, { module?: string }> {
+  const out: Record<string, { module?: string }> = {};
+  if (typeof value !== "object" || value === null) return out;
+  for (const [name, table] of Object.entries(value)) {
+    if (typeof table === "object" && table !== null && !Array.isArray(table)) {
+      const { module } = table as { module?: unknown };
+      if (module === undefined || typeof module === "string") out[name] = table;
+    }
+  }
+  return out;
 }
 
 /** Command-line values are checked by the CLI before they get here. */
@@ -195,11 +225,11 @@ function applyOverrides(raw: Record<string, unknown>, overrides: ConfigOverrides
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === "invalid_type") {
-    return issue.input === undefined
+    return issue.message.endsWith("received undefined")
       ? `missing (expected ${issue.expected})`
-      : `expected ${issue.expected}`;
+      : issue.message.replace(/^Invalid input: /, "");
   }
-  return issue.message;
+  return issue.message.replace(/^Invalid option: /, "");
 }
 
 function formatPath(path: (string | number)[]): string {
