@@ -49,6 +49,10 @@ export function parseCli(args: string[]): CliOptions {
       if (next === undefined) throw new Error(`${name} needs a value`);
       return next;
     };
+    const flag = (): true => {
+      if (eq >= 0) throw new Error(`${name} takes no value`);
+      return true;
+    };
     switch (name) {
       case "--config":
         options.config = value();
@@ -92,14 +96,14 @@ export function parseCli(args: string[]): CliOptions {
         break;
       }
       case "--check-config":
-        options.checkConfig = true;
+        options.checkConfig = flag();
         break;
       case "--version":
-        options.version = true;
+        options.version = flag();
         break;
       case "--help":
       case "-h":
-        options.help = true;
+        options.help = flag();
         break;
       default:
         throw new Error(`unknown option ${arg} (see --help)`);

@@ -35,8 +35,6 @@ import type { MessageSource, ProxyHost } from "./proxy_host.ts";
 /** Max-Forwards added to requests that have none (RFC 3261 §16.6 step 3). */
 export const DEFAULT_MAX_FORWARDS = 70;
 
-const SINGLE_VALUED = ["from", "to", "call-id", "cseq", "max-forwards", "content-length"];
-
 /** A request ready to be processed: its head and whole bytes. */
 export interface IncomingRequest {
   head: SipHead;
@@ -91,16 +89,18 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   const edit = new MessageEdit(request.bytes);
   let routes = routeValues(head);
   const removedRoutes: RouteValue[] = [];
+  /** The Request-URI as it goes out (strict routing rewrites it). */
+  let requestUri = head.uri;
 
   // Route preprocessing (§16.4): a strict router before us put our URI in the Request-URI.
   if (
     uri !== undefined && routes.length > 0 && uri.user === "" && uri.params.has("lr") &&
-    host.isLocal(uri.host, uri.port, uri.params.get("transport"))
+    isOurs(host, uri)
   ) {
     const last = routes[routes.length - 1];
     const lastUri = parseSipUri(last.uri);
     if (lastUri !== undefined) {
-      edit.replace(requestUriStart(head), requestUriStart(head) + head.uri.length, last.uri);
+      requestUri = last.uri;
       removedRoutes.push(last);
       routes = routes.slice(0, -1);
       uri = lastUri;
@@ -121,14 +121,14 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     destination = destinationOf(next);
     if (!next.params.has("lr")) {
       // Strict-routing next hop: its URI becomes the Request-URI, ours goes last in Route.
-      edit.replace(requestUriStart(head), requestUriStart(head) + head.uri.length, routes[0].uri);
+      edit.insert(head.text.length - endOfHeadLength(head), `Route: <${requestUri}>\r\n`);
+      requestUri = routes[0].uri;
       removedRoutes.push(routes[0]);
-      edit.insert(head.text.length - endOfHeadLength(head), `Route: <${head.uri}>\r\n`);
     }
   } else {
     if (
       uri !== undefined && uri.user === "" && head.method === "OPTIONS" &&
-      host.isLocal(uri.host, uri.port, uri.params.get("transport"))
+      isOurs(host, uri)
     ) {
       return answer(host, source, head, 200, "OK");
     }
@@ -141,7 +141,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
       recordRoute = result.recordRoute ?? false;
     } else if (uri === undefined) {
       return reject(416, "Unsupported URI Scheme");
-    } else if (host.isLocal(uri.host, uri.port, uri.params.get("transport"))) {
+    } else if (isOurs(host, uri)) {
       return reject(404, "Not Found");
     } else {
       destination = destinationOf(uri);
@@ -149,6 +149,9 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   }
 
   removeRouteValues(edit, removedRoutes);
+  if (requestUri !== head.uri) {
+    edit.replace(requestUriStart(head), requestUriStart(head) + head.uri.length, requestUri);
+  }
 
   const outVia = host.viaName(destination.transport);
   const outAddress = host.advertised(destination.transport);
@@ -158,12 +161,23 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     ]);
   }
 
+  // Max-Forwards and Record-Route go in before our Via (inserts at one offset keep their
+  // order), so that a request whose first header is Via keeps its Via lines together.
+  if (mfField === undefined) {
+    edit.insert(head.headersStart, `Max-Forwards: ${DEFAULT_MAX_FORWARDS}\r\n`);
+  } else {
+    edit.replace(mfField.valueStart, mfField.valueEnd, String(maxForwards - 1));
+  }
+  if (recordRoute) {
+    const rrAt = findHeader(head, "record-route")?.start ?? head.headersStart;
+    edit.insert(rrAt, recordRouteLines(host, destination.transport, source.transport));
+  }
+
   // Our Via, on top of the others (§16.6 step 8), with a stateless branch (§16.11) and the
   // inbound connection id, so that the response goes back over the same connection.
-  const viaAt = viaFields[0].start;
   const branch = statelessBranch(head, topVia);
   edit.insert(
-    viaAt,
+    viaFields[0].start,
     `Via: SIP/2.0/${outVia} ${
       formatHostPort(outAddress.host, outAddress.port)
     };branch=${branch};i=${source.connectionId}\r\n`,
@@ -175,14 +189,6 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     source,
   );
   if (senderVia !== undefined) edit.replace(topViaRange.start, topViaRange.end, senderVia);
-
-  if (mfField === undefined) edit.insert(viaAt, `Max-Forwards: ${DEFAULT_MAX_FORWARDS}\r\n`);
-  else edit.replace(mfField.valueStart, mfField.valueEnd, String(maxForwards - 1));
-
-  if (recordRoute) {
-    const rrAt = findHeader(head, "record-route")?.start ?? viaAt;
-    edit.insert(rrAt, recordRouteLines(host, destination.transport, source.transport));
-  }
 
   const isRequestWithReply = !isAck;
   host.count("requests_forwarded");
@@ -210,22 +216,42 @@ function answer(
 
 /** The checks of §16.3 step 1 that a stateless proxy needs to route and reply. */
 function checkRequiredHeaders(head: SipHead): string | undefined {
-  const counts = new Map<string, number>();
-  for (const h of head.headers) counts.set(h.name, (counts.get(h.name) ?? 0) + 1);
-  for (
-    const [name, label] of [["via", "Via"], ["from", "From"], ["to", "To"], [
-      "call-id",
-      "Call-ID",
-    ], ["cseq", "CSeq"]]
-  ) {
-    if (!counts.has(name)) return `Missing ${label} header`;
+  let via = 0, from = 0, to = 0, callId = 0, cseq = 0, maxForwards = 0, contentLength = 0;
+  for (const h of head.headers) {
+    switch (h.name) {
+      case "via":
+        via++;
+        break;
+      case "from":
+        from++;
+        break;
+      case "to":
+        to++;
+        break;
+      case "call-id":
+        callId++;
+        break;
+      case "cseq":
+        cseq++;
+        break;
+      case "max-forwards":
+        maxForwards++;
+        break;
+      case "content-length":
+        contentLength++;
+        break;
+    }
   }
-  for (const name of SINGLE_VALUED) {
-    if ((counts.get(name) ?? 0) > 1) return `Multiple ${name} headers`;
-  }
-  const cseq = parseCSeq(getValue(head, "cseq"));
-  if (cseq === undefined) return "Malformed CSeq header";
-  if (cseq.method !== head.method) return "CSeq method does not match the request method";
+  if (via === 0) return "Missing Via header";
+  if (from !== 1) return from === 0 ? "Missing From header" : "Multiple From headers";
+  if (to !== 1) return to === 0 ? "Missing To header" : "Multiple To headers";
+  if (callId !== 1) return callId === 0 ? "Missing Call-ID header" : "Multiple Call-ID headers";
+  if (cseq !== 1) return cseq === 0 ? "Missing CSeq header" : "Multiple CSeq headers";
+  if (maxForwards > 1) return "Multiple Max-Forwards headers";
+  if (contentLength > 1) return "Multiple Content-Length headers";
+  const parsedCSeq = parseCSeq(getValue(head, "cseq"));
+  if (parsedCSeq === undefined) return "Malformed CSeq header";
+  if (parsedCSeq.method !== head.method) return "CSeq method does not match the request method";
   if (parseNameAddr(getValue(head, "from")) === undefined) return "Malformed From header";
   if (parseNameAddr(getValue(head, "to")) === undefined) return "Malformed To header";
   if (getValue(head, "call-id") === "") return "Empty Call-ID header";
@@ -278,12 +304,11 @@ function removeRouteValues(edit: MessageEdit, values: RouteValue[]): void {
   }
 }
 
+/** Whether a URI names this proxy (transport from `;transport=`, lower case, or sips → tls). */
 function isOurs(host: ProxyHost, uri: SipUri): boolean {
-  return host.isLocal(
-    uri.host,
-    uri.port,
-    uri.params.get("transport") ?? (uri.scheme === "sips" ? "tls" : undefined),
-  );
+  const transport = uri.params.get("transport")?.toLowerCase() ??
+    (uri.scheme === "sips" ? "tls" : undefined);
+  return host.isLocal(uri.host, uri.port, transport);
 }
 
 function routeByPlugins(
@@ -325,10 +350,11 @@ export function statelessBranch(head: SipHead, topVia: Via): string {
   if (branch !== undefined && branch.startsWith("z9hG4bK")) {
     key = `${branch}|${topVia.host}|${topVia.port}`;
   } else {
-    // RFC 2543 peers: the transaction is identified by these (§17.2.3).
+    // RFC 2543 peers: the transaction is identified by these (§17.2.3). Not the To tag: the
+    // INVITE has none and the ACK of its non-2xx response has one, yet they must match.
     const cseq = parseCSeq(getValue(head, "cseq"))!;
-    key = `${getValue(head, "call-id")}|${tagOf(getValue(head, "from")) ?? ""}|${
-      tagOf(getValue(head, "to")) ?? ""
+    key = `${getValue(head, "call-id")}|${
+      tagOf(getValue(head, "from")) ?? ""
     }|${cseq.seq}|${head.uri}|${topVia.host}|${topVia.port}|${branch ?? ""}`;
   }
   return `z9hG4bK${hash64(key)}`;

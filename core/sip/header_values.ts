@@ -45,14 +45,52 @@ export function splitCommaValues(text: string, start: number, end: number): Valu
 
 /** Parses `;name=value;flag` parameters; names lower case, a flag maps to `""`. */
 export function parseParams(text: string): Map<string, string> {
+  // One pass, no intermediate arrays: this runs for every Via, From and To on the hot path.
   const params = new Map<string, string>();
-  for (const part of splitOutsideQuotes(text, 59)) {
-    const eq = part.indexOf("=");
-    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
-    if (name === "") continue;
-    params.set(name, eq < 0 ? "" : part.slice(eq + 1).trim());
+  let quoted = false;
+  let start = 0;
+  let eq = -1;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 59;
+    if (quoted) {
+      if (c === 92) i++;
+      else if (c === 34) quoted = false;
+      continue;
+    }
+    if (c === 34) quoted = true;
+    else if (c === 61 && eq < 0) eq = i;
+    else if (c === 59) {
+      addParam(params, text, start, eq, i);
+      start = i + 1;
+      eq = -1;
+    }
   }
   return params;
+}
+
+function addParam(
+  params: Map<string, string>,
+  text: string,
+  start: number,
+  eq: number,
+  end: number,
+) {
+  const nameEnd = eq < 0 ? end : eq;
+  let s = start;
+  let e = nameEnd;
+  while (s < e && isSpace(text.charCodeAt(s))) s++;
+  while (e > s && isSpace(text.charCodeAt(e - 1))) e--;
+  if (e === s) return;
+  const name = text.slice(s, e).toLowerCase();
+  if (eq < 0) {
+    params.set(name, "");
+    return;
+  }
+  s = eq + 1;
+  e = end;
+  while (s < e && isSpace(text.charCodeAt(s))) s++;
+  while (e > s && isSpace(text.charCodeAt(e - 1))) e--;
+  params.set(name, text.slice(s, e));
 }
 
 /** A parsed Via value. */
@@ -69,18 +107,21 @@ export interface Via {
 
 /** Parses one Via value (`SIP/2.0/TCP host:port;branch=…`); undefined when malformed. */
 export function parseVia(value: string): Via | undefined {
-  const m = /^SIP[ \t]*\/[ \t]*2\.0[ \t]*\/[ \t]*([A-Za-z0-9-]+)[ \t]+([^;\s]+)[ \t]*(;.*)?$/is
-    .exec(value);
+  const m = VIA.exec(value);
   if (m === null) return undefined;
-  const sentBy = parseHostPort(m[2]);
+  const sentBy = parseHostPort(m[3] === undefined ? m[2] : `${m[2]}:${m[3]}`);
   if (sentBy === undefined) return undefined;
   return {
     transport: m[1].toUpperCase(),
     host: sentBy.host,
     port: sentBy.port,
-    params: m[3] === undefined ? new Map() : parseParams(m[3]),
+    params: m[4] === undefined ? new Map() : parseParams(m[4]),
   };
 }
+
+/** sent-protocol SP sent-by *(;param), white space allowed around `/` and `:` (§25.1). */
+const VIA =
+  /^SIP[ \t]*\/[ \t]*2\.0[ \t]*\/[ \t]*([A-Za-z0-9-]+)[ \t]+(\[[^\]\s]*\]|[^;:\s]+)(?:[ \t]*:[ \t]*([0-9]+))?[ \t]*(;.*)?$/is;
 
 /** The URI inside a name-addr (`"Bob" <sip:…>;p`) or addr-spec value, with header params. */
 export interface NameAddr {
@@ -133,23 +174,4 @@ function findOutsideQuotes(text: string, char: number): number {
     else if (c === char) return i;
   }
   return -1;
-}
-
-function splitOutsideQuotes(text: string, separator: number): string[] {
-  const parts: string[] = [];
-  let quoted = false;
-  let from = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (quoted) {
-      if (c === 92) i++;
-      else if (c === 34) quoted = false;
-    } else if (c === 34) quoted = true;
-    else if (c === separator) {
-      parts.push(text.slice(from, i));
-      from = i + 1;
-    }
-  }
-  parts.push(text.slice(from));
-  return parts;
 }

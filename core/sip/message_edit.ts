@@ -42,19 +42,26 @@ export class MessageEdit {
   /** The edited message. Edits must not overlap; inserts at one offset keep their order. */
   build(): Uint8Array {
     const edits = this.#edits;
-    if (edits.length > 1) edits.sort((a, b) => a.start - b.start);
+    if (!isSorted(edits)) edits.sort((a, b) => a.start - b.start);
     let size = this.#bytes.length;
     for (const e of edits) size += e.text.length - (e.end - e.start);
     const out = new Uint8Array(size);
     let from = 0;
     let at = 0;
+    const bytes = this.#bytes;
     for (const e of edits) {
-      out.set(this.#bytes.subarray(from, e.start), at);
+      if (e.start < from) throw new Error("MessageEdit: overlapping edits");
+      if (e.start > from) out.set(bytes.subarray(from, e.start), at);
       at += e.start - from;
       at = latin1Write(e.text, out, at);
       from = e.end;
     }
-    out.set(this.#bytes.subarray(from), at);
+    if (from < bytes.length) out.set(bytes.subarray(from), at);
     return out;
   }
+}
+
+function isSorted(edits: Edit[]): boolean {
+  for (let i = 1; i < edits.length; i++) if (edits[i].start < edits[i - 1].start) return false;
+  return true;
 }

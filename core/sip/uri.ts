@@ -26,16 +26,18 @@ export function parseSipUri(text: string): SipUri | undefined {
   const scheme = text.slice(0, colon).toLowerCase();
   if (scheme !== "sip" && scheme !== "sips") return undefined;
   let rest = text.slice(colon + 1);
-  const q = rest.indexOf("?");
-  if (q >= 0) rest = rest.slice(0, q);
   let user = "";
-  const at = rest.lastIndexOf("@");
+  // The first "@" ends the userinfo (which may hold ";" and "?"); "@" is not allowed
+  // unescaped in the host, parameters or headers (§25.1).
+  const at = rest.indexOf("@");
   if (at >= 0) {
     user = rest.slice(0, at);
     const password = user.indexOf(":");
     if (password >= 0) user = user.slice(0, password);
     rest = rest.slice(at + 1);
   }
+  const q = rest.indexOf("?");
+  if (q >= 0) rest = rest.slice(0, q);
   const semi = rest.indexOf(";");
   const hostPort = semi < 0 ? rest : rest.slice(0, semi);
   const parsed = parseHostPort(hostPort);
