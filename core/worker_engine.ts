@@ -126,7 +126,7 @@ export class WorkerEngine implements ProxyHost {
   isLocal(host: string, port: number, transport?: string): boolean {
     const h = normalizeHost(host);
     if (this.#localHostsAnyPort.has(h)) return true;
-    const p = port || (transport === "tls" ? 5061 : 5060);
+    const p = port || (transport?.toLowerCase() === "tls" ? 5061 : 5060);
     return this.#local.has(`${h}:${p}`);
   }
 
