@@ -49,6 +49,16 @@ async function main(args: string[]): Promise<number> {
   const log = getLogger(["sipedge"]);
 
   const supervisor = new Supervisor(config);
+  // Signal listeners go in before anything starts: a signal that arrives before its listener
+  // is registered kills the process with the default action.
+  let stopRequested: string | undefined;
+  let requestStop: (signal: string) => void = (signal) => stopRequested ??= signal;
+  Deno.addSignalListener("SIGTERM", () => requestStop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => requestStop("SIGINT"));
+  Deno.addSignalListener("SIGHUP", () => {
+    log.warn("SIGHUP: live reload is not available yet; the running configuration is unchanged");
+  });
+
   try {
     await supervisor.start();
   } catch (error) {
@@ -64,7 +74,7 @@ async function main(args: string[]): Promise<number> {
 
   const stopped = new Promise<void>((resolve) => {
     let stopping = false;
-    const stop = async (signal: string) => {
+    requestStop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
       log.info("{signal}: stopping (up to {ms} ms to write what is queued)", {
@@ -74,11 +84,7 @@ async function main(args: string[]): Promise<number> {
       await supervisor.stop(config.sipedge.shutdown_timeout);
       resolve();
     };
-    Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
-    Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
-  });
-  Deno.addSignalListener("SIGHUP", () => {
-    log.warn("SIGHUP: live reload is not available yet; the running configuration is unchanged");
+    if (stopRequested !== undefined) requestStop(stopRequested);
   });
   await stopped;
   log.info("stopped");

@@ -14,7 +14,7 @@ import { forwardResponse } from "./proxy/forward_response.ts";
 import type { MessageSource, ProxyCounter, ProxyHost } from "./proxy/proxy_host.ts";
 import type { Frame } from "./sip/stream_framer.ts";
 import { buildReply } from "./sip/reply.ts";
-import { Connection, type FailHandler } from "./transport/connection.ts";
+import { Connection, type FailHandler, type UnsentData } from "./transport/connection.ts";
 import { type Destination, destinationKey } from "./transport/destination.ts";
 import type {
   SocketAddress,
@@ -57,6 +57,8 @@ export class WorkerEngine implements ProxyHost {
   #byKey = new Map<string, Connection>();
   #sources = new Map<number, MessageSource>();
   #sequence = 0;
+  /** Messages already sent again after their connection closed under them. */
+  #resent = new WeakSet<Uint8Array>();
   #sweep: ReturnType<typeof setInterval> | undefined;
 
   constructor(config: ResolvedConfig, workerId: number) {
@@ -213,6 +215,7 @@ export class WorkerEngine implements ProxyHost {
       hooks: {
         onFrame: (c, frame) => this.#onFrame(c, frame),
         onClose: (c, reason) => this.#onClose(name, c, reason),
+        onUnsent: (c, unsent) => this.#resend(name, c, unsent),
       },
     });
     this.#connections.set(id, connection);
@@ -237,6 +240,26 @@ export class WorkerEngine implements ProxyHost {
       host: connection.remote.hostname,
       port: connection.remote.port,
       reason,
+    });
+  }
+
+  /**
+   * Sends data that a closed outbound connection never delivered again, over a new connection;
+   * once per message, so a peer that closes every connection at once cannot make us reconnect
+   * forever.
+   */
+  #resend(name: string, connection: Connection, unsent: UnsentData): void {
+    const key = destinationKey(name, connection.remote.hostname, connection.remote.port);
+    if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
+    const destination = {
+      transport: name,
+      host: connection.remote.hostname,
+      port: connection.remote.port,
+    };
+    unsent.chunks.forEach((bytes, i) => {
+      if (this.#resent.has(bytes)) return unsent.handlers[i]?.("closed");
+      this.#resent.add(bytes);
+      this.sendTo(destination, bytes, unsent.handlers[i]);
     });
   }
 

@@ -22,12 +22,24 @@ export type FailHandler = (failure: SendFailure) => void;
 /** Life-cycle states. */
 export type ConnectionState = "connecting" | "open" | "closed";
 
+/** Queued data that was never handed to the socket, with its failure handlers. */
+export interface UnsentData {
+  chunks: Uint8Array[];
+  handlers: (FailHandler | undefined)[];
+}
+
 /** What a connection tells its owner. */
 export interface ConnectionHooks {
   /** A frame was read (called synchronously while handling a read). */
   onFrame(connection: Connection, frame: Frame): void;
-  /** The connection closed (once). */
+  /** The connection closed (once). Queued data was reported, or handed to `onUnsent`. */
   onClose(connection: Connection, reason: string): void;
+  /**
+   * An outbound connection was closed or reset by the peer with data that the peer cannot
+   * have processed (never written, or its write failed): the owner sends it again over a new
+   * connection.
+   */
+  onUnsent(connection: Connection, unsent: UnsentData): void;
 }
 
 /** Options for a {@link Connection}. */
@@ -93,7 +105,11 @@ export class Connection {
     socket.start(
       (chunk) => this.#onData(chunk),
       (error) =>
-        this.close(error === undefined ? "closed by peer" : `read error: ${error.message}`),
+        this.#close(
+          error === undefined ? "closed by peer" : `read error: ${error.message}`,
+          "closed",
+          this.direction === "out",
+        ),
     );
     if (this.#chunks.length > 0) this.#startWriter();
   }
@@ -133,15 +149,22 @@ export class Connection {
     this.#close(reason, "closed");
   }
 
-  #close(reason: string, failure: SendFailure): void {
+  /**
+   * `resend`: the peer went away, not us — data never handed to the socket is given back to
+   * the owner to send again (an upstream that closes an idle connection just as a request is
+   * queued on it must not cost that request).
+   */
+  #close(reason: string, failure: SendFailure, resend = false): void {
     if (this.state === "closed") return;
     this.state = "closed";
     this.#socket?.close();
+    const chunks = this.#chunks;
     const handlers = this.#failHandlers;
     this.#chunks = [];
     this.#failHandlers = [];
     this.#queuedBytes = 0;
-    for (const handler of handlers) handler?.(failure);
+    if (resend && chunks.length > 0) this.#hooks.onUnsent(this, { chunks, handlers });
+    else for (const handler of handlers) handler?.(failure);
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
     this.#hooks.onClose(this, reason);
   }
@@ -176,9 +199,19 @@ export class Connection {
             this.lastActivity = Date.now();
           }
         } catch (error) {
-          // The batch in flight is lost: report it with the rest of the queue.
-          this.#failHandlers = [...handlers, ...this.#failHandlers];
-          this.close(`write error: ${(error as Error).message}`);
+          // The write failed: the peer closed or reset the connection, so it has not processed
+          // this batch. Outbound, the batch goes out again on a new connection; inbound, it is
+          // reported. If the connection closed meanwhile, the rest of the queue was dealt with
+          // there.
+          const resend = this.direction === "out";
+          if ((this.state as ConnectionState) === "closed") {
+            if (resend) this.#hooks.onUnsent(this, { chunks, handlers });
+            else for (const handler of handlers) handler?.("closed");
+          } else {
+            this.#chunks = [...chunks, ...this.#chunks];
+            this.#failHandlers = [...handlers, ...this.#failHandlers];
+            this.#close(`write error: ${(error as Error).message}`, "closed", resend);
+          }
           return;
         }
       }
