@@ -9,6 +9,7 @@ import { parseCli, USAGE } from "./core/cli.ts";
 import { ConfigError, loadConfig, type ResolvedConfig } from "./core/config/load.ts";
 import { setupLogging } from "./core/logging.ts";
 import { Supervisor } from "./core/supervisor.ts";
+import { type ControlApi, startControlApi } from "./core/control_api.ts";
 import { getLogger, type LogLevel } from "@logtape/logtape";
 
 async function main(args: string[]): Promise<number> {
@@ -34,6 +35,7 @@ async function main(args: string[]): Promise<number> {
       listen: cli.listen,
       forward: cli.forward,
       workers: cli.workers,
+      control: cli.control,
     });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -65,6 +67,23 @@ async function main(args: string[]): Promise<number> {
     console.error(`sipedge: cannot start: ${(error as Error).message}`);
     return 1;
   }
+  let control: ControlApi | undefined;
+  if (config.control.address !== "") {
+    const { host, port } = splitHostPort(config.control.address);
+    try {
+      control = startControlApi(supervisor, {
+        hostname: host,
+        port,
+        token: config.control.token || undefined,
+        version: denoJson.version,
+      });
+    } catch (error) {
+      console.error(`sipedge: cannot start the control API: ${(error as Error).message}`);
+      await supervisor.stop(0);
+      return 1;
+    }
+    console.log(`sipedge control API: ${control.url}`);
+  }
   const addresses = supervisor.listeners.map((l) =>
     `${l.transport}:${l.hostname.includes(":") ? `[${l.hostname}]` : l.hostname}:${l.port}`
   );
@@ -81,6 +100,7 @@ async function main(args: string[]): Promise<number> {
         signal,
         ms: config.sipedge.shutdown_timeout,
       });
+      await control?.close();
       await supervisor.stop(config.sipedge.shutdown_timeout);
       resolve();
     };
@@ -89,6 +109,14 @@ async function main(args: string[]): Promise<number> {
   await stopped;
   log.info("stopped");
   return 0;
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(":");
+  return {
+    host: address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"),
+    port: Number(address.slice(colon + 1)),
+  };
 }
 
 async function exists(path: string): Promise<boolean> {

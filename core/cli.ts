@@ -11,6 +11,8 @@ export interface CliOptions {
   listen: string[];
   forward?: string;
   workers?: number;
+  /** Control API address, or "" for off. */
+  control?: string;
   logLevel?: string;
   checkConfig: boolean;
   version: boolean;
@@ -30,6 +32,7 @@ Options:
   --forward URI       send every request to this upstream, e.g. "sip:10.0.0.5:5060;transport=tcp"
                       (requests from the upstream's host are routed by Request-URI)
   --workers N         reader workers (0 = one per CPU)
+  --control ADDR      control API on HOST:PORT (port 0: any free port), or "off"
   --log-level LEVEL   trace, debug, info, warning, error or fatal
   --check-config      validate the config (and options), print errors, exit (1 when invalid)
   --version           print the version and exit
@@ -83,6 +86,17 @@ export function parseCli(args: string[]): CliOptions {
           throw new Error(`--workers ${text}: expected a number from 0 to 256`);
         }
         options.workers = Number(text);
+        break;
+      }
+      case "--control": {
+        const address = value();
+        if (address === "off") {
+          options.control = "";
+        } else if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(address)) {
+          throw new Error(`--control ${address}: expected HOST:PORT like 127.0.0.1:8060, or off`);
+        } else {
+          options.control = address;
+        }
         break;
       }
       case "--log-level": {

@@ -1,11 +1,17 @@
 /**
- * The supervisor (main thread): starts the reader workers, tells them to stop, gathers their
- * counters. Worker 0 starts first so that listeners asked for on port 0 get a real port that
+ * The supervisor (main thread): starts the reader workers, owns what is global — the shared
+ * counters buffer (queued bytes, connections), the authoritative destination blacklist (copied
+ * to every worker) — gathers counters and connection lists for the control API, and stops the
+ * workers. Worker 0 starts first so that listeners asked for on port 0 get a real port that
  * the other workers then share through SO_REUSEPORT.
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import type { ResolvedConfig } from "./config/load.ts";
+import { type BlacklistEntry, BlacklistTable } from "./policy/blacklist_table.ts";
+import type { BlacklistSettings } from "./policy/settings.ts";
+import { createSharedBuffer, SharedCounters } from "./policy/shared_counters.ts";
+import type { BlacklistChange, ConnectionInfo } from "./transport/connection_manager.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 
 const log = getLogger(["sipedge", "supervisor"]);
@@ -17,14 +23,23 @@ export interface ListenerInfo {
   port: number;
 }
 
-/** Runs and stops the reader workers. */
+type Request = ToWorker extends infer T ? T extends { id: number } ? T : never : never;
+type RequestBody = Request extends infer T ? T extends Request ? Omit<T, "id"> : never : never;
+
+/** Runs and stops the reader workers; the global state lives here. */
 export class Supervisor {
+  readonly shared = createSharedBuffer();
+  readonly sharedCounters = new SharedCounters(this.shared);
   #config: ResolvedConfig;
   #workers: Worker[] = [];
   #listeners: ListenerInfo[] = [];
+  #blacklist: BlacklistTable;
+  #nextId = 1;
+  #pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
 
   constructor(config: ResolvedConfig) {
     this.#config = config;
+    this.#blacklist = new BlacklistTable(this.blacklistSettings?.max_entries ?? 1);
   }
 
   /** Number of reader workers (resolving `workers = 0` to the CPU count). */
@@ -35,6 +50,13 @@ export class Supervisor {
   /** Bound listeners (after start). */
   get listeners(): readonly ListenerInfo[] {
     return this.#listeners;
+  }
+
+  /** The blacklist plugin's settings, or undefined when it is not enabled. */
+  get blacklistSettings(): BlacklistSettings | undefined {
+    return this.#config.plugins.find((p) => p.name === "blacklist")?.config as
+      | BlacklistSettings
+      | undefined;
   }
 
   /** Starts every worker; rejects (after stopping those started) if one fails. */
@@ -61,22 +83,22 @@ export class Supervisor {
   /** Stops every worker: listeners close, queued data gets up to `timeoutMs` to go out. */
   async stop(timeoutMs: number): Promise<void> {
     const workers = this.#workers;
-    this.#workers = [];
     await Promise.all(workers.map(async (worker) => {
       try {
-        await this.#request(worker, { type: "stop", timeoutMs }, "stopped", timeoutMs + 2000);
+        await this.#request(worker, { type: "stop", timeoutMs }, timeoutMs + 2000);
         await new Promise((resolve) => setTimeout(resolve, 50)); // it closes itself
       } catch (error) {
         log.warn("worker did not stop cleanly: {error}", { error: (error as Error).message });
       }
       worker.terminate();
     }));
+    this.#workers = [];
   }
 
   /** Sums the counters of all workers. */
   async stats(): Promise<{ counters: Record<string, number>; connections: number }> {
     const replies = await Promise.all(
-      this.#workers.map((w) => this.#request(w, { type: "stats" }, "stats", 2000)),
+      this.#workers.map((w) => this.#request(w, { type: "stats" }, 2000)),
     );
     const counters: Record<string, number> = {};
     let connections = 0;
@@ -88,51 +110,95 @@ export class Supervisor {
     return { counters, connections };
   }
 
+  /** Every connection of every worker. */
+  async connections(): Promise<ConnectionInfo[]> {
+    const replies = await Promise.all(
+      this.#workers.map((w) => this.#request(w, { type: "connections" }, 2000)),
+    );
+    return replies.flatMap((r) => r.type === "connections" ? r.connections : []);
+  }
+
+  /** Live blacklist entries. */
+  blacklist(): BlacklistEntry[] {
+    return this.#blacklist.list(Date.now());
+  }
+
+  /** Adds a blacklist entry (control API: reason `admin`) and copies it to every worker. */
+  blacklistAdd(entry: BlacklistEntry, from?: Worker): void {
+    this.#blacklist.add(entry);
+    this.#broadcast({ op: "add", entry }, from);
+  }
+
+  /** Removes one entry everywhere; false when there was none. */
+  blacklistDelete(key: string): boolean {
+    const existed = this.#blacklist.delete(key);
+    this.#broadcast({ op: "delete", key });
+    return existed;
+  }
+
+  /** Removes every entry everywhere. */
+  blacklistClear(): void {
+    this.#blacklist.clear();
+    this.#broadcast({ op: "clear" });
+  }
+
+  #broadcast(change: BlacklistChange, except?: Worker): void {
+    for (const w of this.#workers) if (w !== except) w.postMessage({ type: "blacklist", change });
+  }
+
   async #startWorker(config: ResolvedConfig, workerId: number): Promise<ListenerInfo[]> {
     const worker = new Worker(new URL("./worker.ts", import.meta.url), {
       type: "module",
       name: `reader-${workerId}`,
     });
     this.#workers.push(worker);
-    const reply = await this.#request(
-      worker,
-      { type: "start", config, workerId },
-      "started",
-      30_000,
-    );
+    worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      if (message.type === "blacklisted") return this.blacklistAdd(message.entry, worker);
+      const pending = this.#pending.get(message.id);
+      if (pending === undefined) return;
+      this.#pending.delete(message.id);
+      if (message.type === "failed") pending.reject(new Error(message.error));
+      else pending.resolve(message);
+    });
+    worker.addEventListener("error", (event: ErrorEvent) => {
+      event.preventDefault();
+      log.error("reader worker {id} crashed: {error}", { id: workerId, error: event.message });
+      for (const [id, p] of this.#pending) {
+        this.#pending.delete(id);
+        p.reject(new Error(`worker crashed: ${event.message}`));
+      }
+    });
+    const reply = await this.#request(worker, {
+      type: "start",
+      config,
+      workerId,
+      shared: this.shared,
+      blacklist: this.#blacklist.list(Date.now()),
+    }, 30_000);
     if (reply.type !== "started") throw new Error("unexpected worker reply");
     return reply.listeners;
   }
 
-  /** Sends a message and waits for the reply of type `expect` (or `failed`). */
-  #request(worker: Worker, message: ToWorker, expect: FromWorker["type"], timeoutMs: number) {
+  /** Sends a request and waits for the reply with its id. */
+  #request(worker: Worker, body: RequestBody, timeoutMs: number): Promise<FromWorker> {
+    const id = this.#nextId++;
     return new Promise<FromWorker>((resolve, reject) => {
       const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`worker did not answer "${message.type}" within ${timeoutMs} ms`));
+        this.#pending.delete(id);
+        reject(new Error(`worker did not answer "${body.type}" within ${timeoutMs} ms`));
       }, timeoutMs);
-      const onMessage = (event: MessageEvent<FromWorker>) => {
-        if (event.data.type === "failed") {
-          cleanup();
-          reject(new Error(event.data.error));
-        } else if (event.data.type === expect) {
-          cleanup();
-          resolve(event.data);
-        }
-      };
-      const onError = (event: ErrorEvent) => {
-        event.preventDefault();
-        cleanup();
-        reject(new Error(`worker crashed: ${event.message}`));
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        worker.removeEventListener("message", onMessage);
-        worker.removeEventListener("error", onError);
-      };
-      worker.addEventListener("message", onMessage);
-      worker.addEventListener("error", onError);
-      worker.postMessage(message);
+      this.#pending.set(id, {
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      worker.postMessage({ ...body, id } as ToWorker);
     });
   }
 }

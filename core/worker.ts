@@ -1,27 +1,39 @@
 /**
- * Reader worker entry (a Web Worker). The supervisor sends `start` with the resolved config;
- * the worker loads its plugins, listens, and answers `started` with its bound listeners (or
- * `failed`). `stop` drains and closes everything and answers `stopped`; `stats` answers with
- * this worker's counters.
+ * Reader worker entry (a Web Worker). The supervisor sends `start` with the resolved config
+ * and the shared counters; the worker loads its plugins, listens, and answers `started` with
+ * its bound listeners (or `failed`). Requests carrying an `id` are answered with the same id.
  * @module
  */
 /// <reference lib="deno.worker" />
 import type { ResolvedConfig } from "./config/load.ts";
 import { setupLogging } from "./logging.ts";
-import { WorkerEngine } from "./worker_engine.ts";
+import type { BlacklistEntry } from "./policy/blacklist_table.ts";
+import type { BlacklistChange, ConnectionInfo } from "./transport/connection_manager.ts";
+import { type BoundListener, WorkerEngine } from "./worker_engine.ts";
 
 /** Messages from the supervisor to a worker. */
 export type ToWorker =
-  | { type: "start"; config: ResolvedConfig; workerId: number }
-  | { type: "stop"; timeoutMs: number }
-  | { type: "stats" };
+  | {
+    type: "start";
+    id: number;
+    config: ResolvedConfig;
+    workerId: number;
+    shared: SharedArrayBuffer;
+    blacklist: BlacklistEntry[];
+  }
+  | { type: "stop"; id: number; timeoutMs: number }
+  | { type: "stats"; id: number }
+  | { type: "connections"; id: number }
+  | { type: "blacklist"; change: BlacklistChange };
 
-/** Messages from a worker to the supervisor. */
+/** Replies from a worker (`id` of the request), and its own notices. */
 export type FromWorker =
-  | { type: "started"; listeners: { transport: string; hostname: string; port: number }[] }
-  | { type: "failed"; error: string }
-  | { type: "stopped" }
-  | { type: "stats"; counters: Record<string, number>; connections: number };
+  | { type: "started"; id: number; listeners: BoundListener[] }
+  | { type: "failed"; id: number; error: string }
+  | { type: "stopped"; id: number }
+  | { type: "stats"; id: number; counters: Record<string, number>; connections: number }
+  | { type: "connections"; id: number; connections: ConnectionInfo[] }
+  | { type: "blacklisted"; entry: BlacklistEntry };
 
 let engine: WorkerEngine | undefined;
 
@@ -35,23 +47,36 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     case "start":
       try {
         await setupLogging(message.config.sipedge.log_level);
-        engine = new WorkerEngine(message.config, message.workerId);
-        post({ type: "started", listeners: await engine.start() });
+        engine = new WorkerEngine({
+          config: message.config,
+          workerId: message.workerId,
+          shared: message.shared,
+          blacklist: message.blacklist,
+          onBlacklisted: (entry) => post({ type: "blacklisted", entry }),
+        });
+        post({ type: "started", id: message.id, listeners: await engine.start() });
       } catch (error) {
-        post({ type: "failed", error: (error as Error).message });
+        post({ type: "failed", id: message.id, error: (error as Error).message });
       }
       return;
     case "stop":
       await engine?.stop(message.timeoutMs);
-      post({ type: "stopped" });
+      post({ type: "stopped", id: message.id });
       self.close(); // a clean exit (lets --cpu-prof write this worker's profile)
       return;
     case "stats":
       post({
         type: "stats",
+        id: message.id,
         counters: { ...(engine?.counters.values ?? {}) },
         connections: engine?.connectionCount ?? 0,
       });
+      return;
+    case "connections":
+      post({ type: "connections", id: message.id, connections: engine?.listConnections() ?? [] });
+      return;
+    case "blacklist":
+      engine?.applyBlacklist(message.change);
       return;
   }
 };

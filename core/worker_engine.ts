@@ -1,35 +1,33 @@
 /**
- * One reader worker's engine: its listeners (SO_REUSEPORT: every worker listens on every
- * address and the kernel spreads connections), the connections it owns, and the glue from a
- * read frame to the proxy and from the proxy to a connection. Everything here runs on the
- * worker's thread; nothing is shared, so nothing needs locking.
+ * One reader worker's engine: its plugins, its listeners (SO_REUSEPORT: every worker listens
+ * on every address and the kernel spreads connections), and the glue from a frame read on a
+ * connection to the proxy and from the proxy to a connection. Connections and their policies
+ * are in the ConnectionManager. Everything here runs on the worker's thread.
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import type { ResolvedConfig } from "./config/load.ts";
 import { loadPlugin } from "./plugin/registry.ts";
-import type { Router, WorkerPlugin } from "./plugin/types.ts";
+import type { Router, SendFailureEvent, WorkerPlugin } from "./plugin/types.ts";
+import type { BlacklistEntry } from "./policy/blacklist_table.ts";
+import { SharedCounters } from "./policy/shared_counters.ts";
 import { forwardRequest } from "./proxy/forward_request.ts";
 import { forwardResponse } from "./proxy/forward_response.ts";
 import type { MessageSource, ProxyCounter, ProxyHost } from "./proxy/proxy_host.ts";
 import type { Frame } from "./sip/stream_framer.ts";
 import { buildReply } from "./sip/reply.ts";
-import { Connection, type FailHandler, type UnsentData } from "./transport/connection.ts";
-import { type Destination, destinationKey } from "./transport/destination.ts";
-import type {
-  SocketAddress,
-  StreamListener,
-  StreamSocket,
-  StreamTransport,
-} from "./transport/types.ts";
+import type { Connection, FailHandler } from "./transport/connection.ts";
+import {
+  type BlacklistChange,
+  type ConnectionInfo,
+  ConnectionManager,
+  type EffectivePolicy,
+} from "./transport/connection_manager.ts";
+import type { Destination } from "./transport/destination.ts";
+import type { StreamListener, StreamTransport } from "./transport/types.ts";
 import { Counters } from "./stats.ts";
 
 const log = getLogger(["sipedge", "transport"]);
-
-/** How long an outbound connect may take. Becomes a `timeouts` plugin setting (issue 3). */
-export const CONNECT_TIMEOUT_MS = 10_000;
-/** Ids are `sequence * MAX_WORKERS + workerId`: unique in the process, no coordination. */
-const MAX_WORKERS = 256;
 const PONG = new Uint8Array([13, 10]);
 
 /** A listener as started: transport and bound address. */
@@ -39,12 +37,25 @@ export interface BoundListener {
   port: number;
 }
 
+/** Options for a {@link WorkerEngine}. */
+export interface WorkerEngineOptions {
+  config: ResolvedConfig;
+  workerId: number;
+  /** The supervisor's shared counters buffer. */
+  shared: SharedArrayBuffer;
+  /** Blacklist entries already in force (from the supervisor). */
+  blacklist?: BlacklistEntry[];
+  /** Called when this worker blacklists a destination (to tell the others). */
+  onBlacklisted?: (entry: BlacklistEntry) => void;
+}
+
 /** The engine of one reader worker. */
 export class WorkerEngine implements ProxyHost {
   readonly workerId: number;
   readonly counters = new Counters();
   routers: Router[] = [];
 
+  #options: WorkerEngineOptions;
   #config: ResolvedConfig;
   #plugins: WorkerPlugin[] = [];
   #transports = new Map<string, StreamTransport>();
@@ -53,21 +64,25 @@ export class WorkerEngine implements ProxyHost {
   #advertised = new Map<string, { host: string; port: number }>();
   #local = new Set<string>();
   #localHostsAnyPort = new Set<string>();
-  #connections = new Map<number, Connection>();
-  #byKey = new Map<string, Connection>();
-  #sources = new Map<number, MessageSource>();
-  #sequence = 0;
-  /** Messages already sent again after their connection closed under them. */
-  #resent = new WeakSet<Uint8Array>();
+  #connections: ConnectionManager | undefined;
+  #sources = new WeakMap<Connection, MessageSource>();
   #sweep: ReturnType<typeof setInterval> | undefined;
 
-  constructor(config: ResolvedConfig, workerId: number) {
-    this.#config = config;
-    this.workerId = workerId;
+  constructor(options: WorkerEngineOptions) {
+    this.#options = options;
+    this.#config = options.config;
+    this.workerId = options.workerId;
+  }
+
+  /** The connection manager (after start). */
+  get connections(): ConnectionManager {
+    return this.#connections!;
   }
 
   /** Loads plugins and starts listening. Returns the bound listeners. */
   async start(): Promise<BoundListener[]> {
+    const policy: Partial<EffectivePolicy> = { blacklist: undefined };
+    const failureListeners: ((event: SendFailureEvent) => void)[] = [];
     for (const p of this.#config.plugins) {
       const def = await loadPlugin({ name: p.name, moduleUrl: p.moduleUrl });
       const instance = await def.worker?.(p.config, {
@@ -80,6 +95,24 @@ export class WorkerEngine implements ProxyHost {
         this.#viaToTransport.set(instance.transport.viaName.toUpperCase(), p.name);
       }
       if (instance.router) this.routers.push(instance.router);
+      if (instance.policy) Object.assign(policy, instance.policy);
+      if (instance.onSendFailure) failureListeners.push(instance.onSendFailure);
+    }
+    if (policy.timeouts === undefined || policy.limits === undefined) {
+      throw new Error("the timeouts and limits policy plugins must be enabled");
+    }
+    this.#connections = new ConnectionManager({
+      workerId: this.workerId,
+      transports: this.#transports,
+      shared: new SharedCounters(this.#options.shared),
+      counters: this.counters,
+      policy: policy as EffectivePolicy,
+      onFrame: (c, frame) => this.#onFrame(c, frame),
+      onBlacklisted: (entry) => this.#options.onBlacklisted?.(entry),
+      failureListeners,
+    });
+    for (const entry of this.#options.blacklist ?? []) {
+      this.#connections.applyBlacklist({ op: "add", entry });
     }
     const bound: BoundListener[] = [];
     for (const l of this.#config.listen) {
@@ -94,14 +127,15 @@ export class WorkerEngine implements ProxyHost {
       if (!this.#advertised.has(l.transport)) this.#advertised.set(l.transport, advertised);
       this.#addLocal(addr.hostname, addr.port);
       this.#addLocal(advertised.host, advertised.port);
-      listener.start((socket) => this.#accept(l.transport, transport, socket));
+      const name = l.transport;
+      listener.start((socket) => this.#connections!.accept(name, socket));
     }
     for (const alias of this.#config.sipedge.aliases) {
       const colon = alias.lastIndexOf(":");
       if (colon > alias.lastIndexOf("]")) this.#local.add(normalizeHost(alias));
       else this.#localHostsAnyPort.add(normalizeHost(alias));
     }
-    this.#sweep = setInterval(() => this.#checkTimers(), 1000);
+    this.#sweep = setInterval(() => this.#connections!.sweep(Date.now()), sweepInterval(policy));
     return bound;
   }
 
@@ -110,17 +144,23 @@ export class WorkerEngine implements ProxyHost {
     for (const l of this.#listeners) l.close();
     this.#listeners = [];
     clearInterval(this.#sweep);
-    const drained = Promise.all([...this.#connections.values()].map((c) => c.drained()));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([drained, new Promise((r) => timer = setTimeout(r, timeoutMs))]);
-    clearTimeout(timer);
-    for (const c of [...this.#connections.values()]) c.close("shutdown");
+    await this.#connections?.stop(timeoutMs);
     for (const p of this.#plugins) await p.close?.();
   }
 
   /** Number of open connections. */
   get connectionCount(): number {
-    return this.#connections.size;
+    return this.#connections?.size ?? 0;
+  }
+
+  /** Connections for the control API. */
+  listConnections(): ConnectionInfo[] {
+    return this.#connections?.list() ?? [];
+  }
+
+  /** Applies a blacklist change from the supervisor. */
+  applyBlacklist(change: BlacklistChange): void {
+    this.#connections?.applyBlacklist(change);
   }
 
   // --- ProxyHost ---------------------------------------------------------------------------
@@ -145,135 +185,44 @@ export class WorkerEngine implements ProxyHost {
   }
 
   sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
-    const transport = this.#transports.get(destination.transport);
-    if (transport === undefined) {
-      onFail?.("connect_failed");
-      return;
-    }
-    const port = destination.port || transport.defaultPort;
-    const key = destinationKey(destination.transport, destination.host, port);
-    const existing = this.#byKey.get(key);
-    if (existing !== undefined && existing.send(bytes, onFail)) return;
-    const connection = this.#newConnection(destination.transport, transport, "out", {
-      hostname: destination.host,
-      port,
-    });
-    this.#byKey.set(key, connection);
-    connection.send(bytes, onFail);
-    this.counters.inc("connections_opened");
-    transport.connect({
-      hostname: destination.host,
-      port,
-      signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
-    }).then(
-      (socket) => {
-        if (connection.state === "closed") socket.close();
-        else connection.attach(socket);
-      },
-      (error: Error) => {
-        this.counters.inc("connect_failed");
-        log.warn("connect to {key} failed: {error}", { key, error: error.message });
-        connection.connectFailed(`connect failed: ${error.message}`);
-      },
-    );
+    this.#connections!.sendTo(destination, bytes, onFail);
   }
 
   sendOnConnection(id: number, bytes: Uint8Array): boolean {
-    const connection = this.#connections.get(id);
-    return connection !== undefined && connection.send(bytes);
+    return this.#connections!.sendOn(id, bytes);
   }
 
   count(counter: ProxyCounter): void {
     this.counters.inc(counter);
   }
 
-  // --- connections -------------------------------------------------------------------------
+  // --- frames ------------------------------------------------------------------------------
 
-  #accept(name: string, transport: StreamTransport, socket: StreamSocket): void {
-    this.counters.inc("connections_accepted");
-    const connection = this.#newConnection(name, transport, "in", socket.remoteAddr);
-    this.#byKey.set(
-      destinationKey(name, socket.remoteAddr.hostname, socket.remoteAddr.port),
-      connection,
-    );
-    connection.attach(socket);
-  }
-
-  #newConnection(
-    name: string,
-    transport: StreamTransport,
-    direction: "in" | "out",
-    remote: SocketAddress,
-  ): Connection {
-    const id = ++this.#sequence * MAX_WORKERS + this.workerId;
-    const connection = new Connection({
-      id,
-      transport,
-      direction,
-      remote,
-      maxMessageSize: this.#config.sip.max_message_size,
-      hooks: {
-        onFrame: (c, frame) => this.#onFrame(c, frame),
-        onClose: (c, reason) => this.#onClose(name, c, reason),
-        onUnsent: (c, unsent) => this.#resend(name, c, unsent),
-      },
-    });
-    this.#connections.set(id, connection);
-    this.#sources.set(id, {
-      connectionId: id,
-      transport: name,
-      hostname: remote.hostname,
-      port: remote.port,
-      reply: (bytes) => connection.send(bytes),
-    });
-    return connection;
-  }
-
-  #onClose(name: string, connection: Connection, reason: string): void {
-    this.counters.inc("connections_closed");
-    this.#connections.delete(connection.id);
-    this.#sources.delete(connection.id);
-    const key = destinationKey(name, connection.remote.hostname, connection.remote.port);
-    if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
-    log.debug("connection {id} to {host}:{port} closed: {reason}", {
-      id: connection.id,
-      host: connection.remote.hostname,
-      port: connection.remote.port,
-      reason,
-    });
-  }
-
-  /**
-   * Sends data that a closed outbound connection never delivered again, over a new connection;
-   * once per message, so a peer that closes every connection at once cannot make us reconnect
-   * forever.
-   */
-  #resend(name: string, connection: Connection, unsent: UnsentData): void {
-    const key = destinationKey(name, connection.remote.hostname, connection.remote.port);
-    if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
-    const destination = {
-      transport: name,
-      host: connection.remote.hostname,
-      port: connection.remote.port,
-    };
-    unsent.chunks.forEach((bytes, i) => {
-      if (this.#resent.has(bytes)) return unsent.handlers[i]?.("closed");
-      this.#resent.add(bytes);
-      this.sendTo(destination, bytes, unsent.handlers[i]);
-    });
+  #source(connection: Connection): MessageSource {
+    let source = this.#sources.get(connection);
+    if (source === undefined) {
+      const manager = this.#connections!;
+      source = {
+        connectionId: connection.id,
+        transport: connection.transportName,
+        hostname: connection.remote.hostname,
+        port: connection.remote.port,
+        reply: (bytes) => manager.reply(connection, bytes),
+      };
+      this.#sources.set(connection, source);
+    }
+    return source;
   }
 
   #onFrame(connection: Connection, frame: Frame): void {
     switch (frame.type) {
-      case "message": {
-        const source = this.#sources.get(connection.id)!;
-        if (frame.head.isRequest) forwardRequest(this, source, frame);
+      case "message":
+        if (frame.head.isRequest) forwardRequest(this, this.#source(connection), frame);
         else forwardResponse(this, frame);
         return;
-      }
       case "ping":
         this.counters.inc("keepalive_pings");
-        connection.send(PONG);
+        this.#connections!.reply(connection, PONG);
         return;
       case "error": {
         this.counters.inc("framing_errors");
@@ -285,25 +234,12 @@ export class WorkerEngine implements ProxyHost {
           status: frame.status,
           reason: frame.reason,
         });
-        if (
-          head !== undefined && head.isRequest && head.method !== "ACK" && head.headers.length > 0
-        ) {
+        if (head?.isRequest && head.method !== "ACK" && head.headers.length > 0) {
           this.counters.inc("local_replies");
-          connection.send(buildReply(head, frame.status, frame.reason));
+          this.#connections!.reply(connection, buildReply(head, frame.status, frame.reason));
         }
         connection.closeAfterFlush();
         return;
-      }
-    }
-  }
-
-  #checkTimers(): void {
-    const now = Date.now();
-    const readTimeout = this.#config.sip.message_read_timeout;
-    for (const connection of this.#connections.values()) {
-      if (connection.partialSince !== 0 && now - connection.partialSince > readTimeout) {
-        this.counters.inc("read_timeouts");
-        connection.close("message read timeout");
       }
     }
   }
@@ -315,6 +251,18 @@ export class WorkerEngine implements ProxyHost {
     }
     this.#local.add(`${h}:${port}`);
   }
+}
+
+/** Timer sweep period: a quarter of the shortest timeout, between 50 ms and 1 s. */
+function sweepInterval(policy: Partial<EffectivePolicy>): number {
+  const t = policy.timeouts!;
+  const shortest = Math.min(
+    t.send_timeout,
+    t.idle_timeout,
+    t.message_read_timeout,
+    ...(t.keepalive_interval > 0 ? [t.keepalive_interval, t.keepalive_timeout] : []),
+  );
+  return Math.max(50, Math.min(1000, Math.floor(shortest / 4)));
 }
 
 /** Lower case, no IPv6 brackets, no port. */

@@ -649,7 +649,7 @@ Deno.test("e2e: a message over max_message_size gets 513 and the connection clos
   await using uas = TestUas.listen();
   await using proxy = await startProxy({
     forward: uas.uri,
-    config: "[sip]\nmax_message_size = 2048\n",
+    config: "[plugins.limits]\nmax_message_size = 2048\n",
   });
   await withOutput(proxy, async () => {
     // Just under the limit: forwarded.
@@ -744,7 +744,7 @@ Deno.test("e2e: a message not complete within message_read_timeout closes the co
   await using uas = TestUas.listen();
   await using proxy = await startProxy({
     forward: uas.uri,
-    config: '[sip]\nmessage_read_timeout = "1s"\n',
+    config: '[plugins.timeouts]\nmessage_read_timeout = "1s"\n',
   });
   await withOutput(proxy, async () => {
     await using uac = await TestUac.connect(proxy.port);
@@ -863,7 +863,9 @@ Deno.test("e2e: SIGTERM: no new connections while draining, then exit 0", async 
   await using uas = TestUas.listen({ read: false });
   await using proxy = await startProxy({
     forward: uas.uri,
-    config: '[sipedge]\nshutdown_timeout = "2s"\n',
+    // Queue limits high enough that all of it stays queued (not failed as queue_full).
+    config: '[sipedge]\nshutdown_timeout = "2s"\n[plugins.limits]\nconn_wq_max = 100000000\n' +
+      "wq_max = 100000000\n",
   });
   await withOutput(proxy, async () => {
     await using uac = await TestUac.connect(proxy.port);
@@ -991,10 +993,10 @@ Deno.test("cli: --check-config accepts the bundled config.toml", async () => {
 
 Deno.test("cli: --check-config rejects an unknown key, naming file, line and key", async () => {
   const r = await checkConfig(
-    '[sip]\nmax_message_size = 2048\nbogus = 1\n\n[[listen]]\naddress = "tcp:127.0.0.1:5060"\n',
+    '[plugins.limits]\nmax_message_size = 2048\nbogus = 1\n\n[[listen]]\naddress = "tcp:127.0.0.1:5060"\n',
   );
   assert.equal(r.code, 1, r.stdout);
-  assert.ok(r.stderr.includes(`${r.path}:3: sip.bogus: unknown key`), r.stderr);
+  assert.ok(r.stderr.includes(`${r.path}:3: plugins.limits.bogus: unknown key`), r.stderr);
 });
 
 Deno.test("cli: --check-config rejects bad TOML, naming file and line", async () => {
@@ -1005,10 +1007,10 @@ Deno.test("cli: --check-config rejects bad TOML, naming file and line", async ()
 
 Deno.test("cli: --check-config rejects a wrong type, naming file, line and key", async () => {
   const r = await checkConfig(
-    '[[listen]]\naddress = "tcp:127.0.0.1:5060"\n\n[sip]\nmax_message_size = "big"\n',
+    '[[listen]]\naddress = "tcp:127.0.0.1:5060"\n\n[plugins.limits]\nmax_message_size = "big"\n',
   );
   assert.equal(r.code, 1, r.stdout);
-  assert.ok(r.stderr.includes(`${r.path}:5: sip.max_message_size: `), r.stderr);
+  assert.ok(r.stderr.includes(`${r.path}:5: plugins.limits.max_message_size: `), r.stderr);
   // The value is there, it has the wrong type: "missing" would send the user looking for
   // a key that is present.
   assert.doesNotMatch(r.stderr, /missing/, r.stderr);

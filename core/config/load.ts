@@ -9,7 +9,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
 import { configFile, type ListenAddress, parseListenAddress } from "./schema.ts";
 import { locateKey } from "./locate.ts";
-import { BUILTIN_PLUGINS, loadPlugin } from "../plugin/registry.ts";
+import { ALWAYS_ENABLED, BUILTIN_PLUGINS, loadPlugin } from "../plugin/registry.ts";
 import type { PluginKind } from "../plugin/types.ts";
 import { parseHostPort } from "../sip/uri.ts";
 
@@ -31,6 +31,8 @@ export interface ConfigOverrides {
   forward?: string;
   /** `--workers N`. */
   workers?: number;
+  /** `--control HOST:PORT` (or "" for off). */
+  control?: string;
 }
 
 /** A listener, resolved. */
@@ -54,7 +56,7 @@ export interface ResolvedConfig {
   /** The file it came from, or `(built-in defaults)`. */
   source: string;
   sipedge: z.output<typeof configFile>["sipedge"];
-  sip: z.output<typeof configFile>["sip"];
+  control: z.output<typeof configFile>["control"];
   listen: ResolvedListen[];
   /** In config order; transports first. */
   plugins: ResolvedPlugin[];
@@ -145,11 +147,10 @@ export async function resolveConfig(
     );
   }
 
-  // Built-in transports named by a listener are enabled even without a [plugins.X] table.
-  for (const l of listen) {
-    if (!(l.transport in pluginTables) && l.transport in BUILTIN_PLUGINS) {
-      pluginTables[l.transport] = {};
-    }
+  // Built-in transports named by a listener, and the timeouts and limits policies, are
+  // enabled even without a [plugins.X] table.
+  for (const name of [...listen.map((l) => l.transport), ...ALWAYS_ENABLED]) {
+    if (!(name in pluginTables) && name in BUILTIN_PLUGINS) pluginTables[name] = {};
   }
 
   const plugins: ResolvedPlugin[] = [];
@@ -185,7 +186,8 @@ export async function resolveConfig(
   if (errors.length > 0 || !parsed.success) throw new ConfigError(sortByLine(errors, source));
   const file = parsed.data;
   if (overrides.workers !== undefined) file.sipedge.workers = overrides.workers;
-  return { source, sipedge: file.sipedge, sip: file.sip, listen, plugins };
+  if (overrides.control !== undefined) file.control.address = overrides.control;
+  return { source, sipedge: file.sipedge, control: file.control, listen, plugins };
 }
 
 /** Orders `source:LINE: …` messages by line (messages without a line first). */

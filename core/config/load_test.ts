@@ -43,11 +43,15 @@ Deno.test("loadConfig: the bundled config.toml is valid", async () => {
   assert.deepEqual(config.plugins.map((p) => [p.name, p.kind]), [
     ["tcp", "transport"],
     ["static_router", "router"],
+    ["timeouts", "policy"],
+    ["limits", "policy"],
+    ["blacklist", "policy"],
   ]);
+  assert.equal(config.control.address, "127.0.0.1:8060");
   assert.equal(config.sipedge.workers, 0);
   assert.equal(config.sipedge.log_level, "info");
-  assert.equal(config.sip.max_message_size, 65535);
-  assert.equal(config.sip.message_read_timeout, 20_000);
+  assert.equal(pluginConfig(config, "limits").max_message_size, 65535);
+  assert.equal(pluginConfig(config, "timeouts").message_read_timeout, 20_000);
   assert.deepEqual(pluginConfig(config, "static_router"), { record_route: false, routes: [] });
   // Plain data: it goes to workers by structured clone.
   assert.deepEqual(structuredClone(config), config);
@@ -57,7 +61,12 @@ Deno.test("loadConfig: built-in defaults without a file", async () => {
   const config = await loadConfig(undefined);
   assert.equal(config.source, "(built-in defaults)");
   assert.deepEqual(config.listen, [{ transport: "tcp", hostname: "127.0.0.1", port: 5060 }]);
-  assert.deepEqual(config.plugins.map((p) => p.name), ["tcp", "static_router"]);
+  assert.deepEqual(config.plugins.map((p) => p.name), [
+    "tcp",
+    "static_router",
+    "timeouts",
+    "limits",
+  ]);
   assert.ok(DEFAULT_CONFIG_TOML.includes("[plugins.static_router]"));
 });
 
@@ -74,7 +83,8 @@ Deno.test("loadConfig: an unreadable file names the path", async () => {
 Deno.test("resolveConfig: values and defaults", async () => {
   const config = await resolveConfig(
     `[sipedge]\nworkers = 3\naliases = ["sip.example.com", "10.0.0.1:5060"]\n` +
-      `shutdown_timeout = "1.5s"\n[sip]\nmax_message_size = 4096\nmessage_read_timeout = "500ms"\n` +
+      `shutdown_timeout = "1.5s"\n[plugins.limits]\nmax_message_size = 4096\n` +
+      `[plugins.timeouts]\nmessage_read_timeout = "500ms"\n` +
       `[[listen]]\naddress = "tcp:[::1]:5070"\nadvertise = "edge.example.com:5080"\n` +
       `[plugins.tcp]\nread_buffer_size = 4096\n`,
     "test.toml",
@@ -82,8 +92,8 @@ Deno.test("resolveConfig: values and defaults", async () => {
   assert.equal(config.sipedge.workers, 3);
   assert.deepEqual(config.sipedge.aliases, ["sip.example.com", "10.0.0.1:5060"]);
   assert.equal(config.sipedge.shutdown_timeout, 1500);
-  assert.equal(config.sip.max_message_size, 4096);
-  assert.equal(config.sip.message_read_timeout, 500);
+  assert.equal(pluginConfig(config, "limits").max_message_size, 4096);
+  assert.equal(pluginConfig(config, "timeouts").message_read_timeout, 500);
   assert.deepEqual(config.listen, [{
     transport: "tcp",
     hostname: "::1",
@@ -93,9 +103,10 @@ Deno.test("resolveConfig: values and defaults", async () => {
   assert.deepEqual(pluginConfig(config, "tcp"), { read_buffer_size: 4096 });
 });
 
-Deno.test("resolveConfig: a built-in transport named by a listener is enabled without a table", async () => {
+Deno.test("resolveConfig: a built-in transport named by a listener, timeouts and limits are enabled without a table", async () => {
   const config = await resolveConfig(LISTEN, "test.toml");
-  assert.deepEqual(config.plugins.map((p) => p.name), ["tcp"]);
+  assert.deepEqual(config.plugins.map((p) => p.name), ["tcp", "timeouts", "limits"]);
+  assert.equal(config.control.address, "");
 });
 
 Deno.test("resolveConfig: transports come first, routers in config order", async () => {
@@ -103,7 +114,12 @@ Deno.test("resolveConfig: transports come first, routers in config order", async
     `[[listen]]\naddress = "tcp:127.0.0.1:5060"\n[plugins.static_router]\n[plugins.tcp]\n`,
     "test.toml",
   );
-  assert.deepEqual(config.plugins.map((p) => p.name), ["tcp", "static_router"]);
+  assert.deepEqual(config.plugins.map((p) => p.name), [
+    "tcp",
+    "static_router",
+    "timeouts",
+    "limits",
+  ]);
 });
 
 Deno.test("resolveConfig: errors name the source, line and key", async (t) => {
@@ -123,7 +139,11 @@ Deno.test("resolveConfig: errors name the source, line and key", async (t) => {
   await t.step("unknown key at the top level and in a core section", async () => {
     assert.equal(await oneError(`foo = 1\n${LISTEN}`, 1, "foo"), "unknown key");
     assert.equal(
-      await oneError(`${LISTEN}[sip]\nmax_mesage_size = 1\n`, 4, "sip.max_mesage_size"),
+      await oneError(
+        `${LISTEN}[plugins.limits]\nmax_mesage_size = 1\n`,
+        4,
+        "plugins.limits.max_mesage_size",
+      ),
       "unknown key",
     );
   });
@@ -133,7 +153,11 @@ Deno.test("resolveConfig: errors name the source, line and key", async (t) => {
   });
   await t.step("out of range", async () => {
     await oneError(`[sipedge]\nworkers = 1000\n${LISTEN}`, 2, "sipedge.workers");
-    await oneError(`[sip]\nmax_message_size = 10\n${LISTEN}`, 2, "sip.max_message_size");
+    await oneError(
+      `[plugins.limits]\nmax_message_size = 10\n${LISTEN}`,
+      2,
+      "plugins.limits.max_message_size",
+    );
   });
   await t.step("bad enum value", async () => {
     const message = await oneError(
@@ -146,9 +170,9 @@ Deno.test("resolveConfig: errors name the source, line and key", async (t) => {
   await t.step("bad duration", async () => {
     for (const bad of ["20 seconds", "20", "-1s", "1d", ""]) {
       const message = await oneError(
-        `${LISTEN}\n[sip]\nmessage_read_timeout = "${bad}"\n`,
+        `${LISTEN}\n[plugins.timeouts]\nmessage_read_timeout = "${bad}"\n`,
         5,
-        "sip.message_read_timeout",
+        "plugins.timeouts.message_read_timeout",
       );
       assert.equal(message, "a duration like 500ms, 10s or 2m");
     }
@@ -229,14 +253,14 @@ Deno.test("resolveConfig: multiple errors are reported together, in line order",
   const errors = await errorsOf(
     `[plugins.static_router]\nrouts = 1\n` +
       `[sipedge]\nworkers = "two"\n` +
-      `[sip]\nmessage_read_timeout = "x"\n` +
+      `[plugins.timeouts]\nmessage_read_timeout = "x"\n` +
       `[[listen]]\naddress = "tls:127.0.0.1:5061"\n` +
       `[plugins.nosuch]\n`,
   );
   assert.deepEqual(errors.map((e) => e.split(": ").slice(0, 2).join(": ")), [
     "test.toml:2: plugins.static_router.routs",
     "test.toml:4: sipedge.workers",
-    "test.toml:6: sip.message_read_timeout",
+    "test.toml:6: plugins.timeouts.message_read_timeout",
     "test.toml:8: listen[0].address",
     "test.toml:9: plugins.nosuch",
   ]);

@@ -4,7 +4,7 @@
  * @module
  */
 import { settingsTable } from "./docs.ts";
-import { listenEntry, sipedgeSection, sipSection } from "./schema.ts";
+import { controlSection, listenEntry, sipedgeSection } from "./schema.ts";
 import { BUILTIN_PLUGINS } from "../plugin/registry.ts";
 
 /** The whole reference page as Markdown. */
@@ -23,9 +23,9 @@ export async function renderConfigDocs(): Promise<string> {
     "",
     settingsTable(sipedgeSection),
     "",
-    "## `[sip]`",
+    "## `[control]`",
     "",
-    settingsTable(sipSection),
+    settingsTable(controlSection),
     "",
     "## `[[listen]]` (one or more)",
     "",

@@ -63,13 +63,16 @@ export const sipedgeSection = z.strictObject({
   ),
 });
 
-/** `[sip]`: message framing and parsing. */
-export const sipSection = z.strictObject({
-  max_message_size: z.int().min(1024).max(16 * 1024 * 1024).default(65535).describe(
-    "Largest message (head + body) in bytes; a larger one gets 513 and the connection closes.",
+/** `[control]`: the control API. */
+export const controlSection = z.strictObject({
+  address: z.string().refine(
+    (a) => a === "" || (parseHostPort(a)?.port ?? 0) > 0 || /:0$/.test(a),
+    "HOST:PORT like 127.0.0.1:8060, or empty to turn the control API off",
+  ).default("").describe(
+    "Where the control API (JSON over HTTP) listens; keep it on loopback. Empty: off.",
   ),
-  message_read_timeout: durationSchema.default(20000).describe(
-    "A message must be read completely within this time once it has started (slowloris guard).",
+  token: z.string().default("").describe(
+    "When set, control API requests need `Authorization: Bearer <token>`.",
   ),
 });
 
@@ -90,7 +93,7 @@ export const pluginTable = z.looseObject({
 /** The whole file, before plugin sections are validated by their plugins. */
 export const configFile = z.strictObject({
   sipedge: sipedgeSection.default(sipedgeSection.parse({})),
-  sip: sipSection.default(sipSection.parse({})),
+  control: controlSection.default(controlSection.parse({})),
   listen: z.array(listenEntry).min(1, "at least one [[listen]] entry"),
   plugins: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "a plugin name"), pluginTable)
     .default({}),

@@ -12,7 +12,16 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
   tcp: () => import("../../plugins/tcp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   static_router: () =>
     import("../../plugins/static_router.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  timeouts: () =>
+    import("../../plugins/timeouts.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  limits: () =>
+    import("../../plugins/limits.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  blacklist: () =>
+    import("../../plugins/blacklist.ts") as Promise<{ default: PluginDefinition<unknown> }>,
 };
+
+/** Built-in policy plugins that are always enabled (defaults apply without a table). */
+export const ALWAYS_ENABLED = ["timeouts", "limits"];
 
 /** Where a plugin comes from: a built-in name, or a module URL (`file:///…`). */
 export interface PluginSource {

@@ -13,6 +13,8 @@ import type { SipHead } from "../sip/head.ts";
 import type { SipUri } from "../sip/uri.ts";
 import type { Destination } from "../transport/destination.ts";
 import type { StreamTransport } from "../transport/types.ts";
+import type { PolicySettings } from "../policy/settings.ts";
+import type { FailureReason } from "../policy/failure.ts";
 
 /** What kind of plugin this is. */
 export type PluginKind = "transport" | "router" | "policy";
@@ -36,8 +38,30 @@ export interface WorkerPlugin {
   transport?: StreamTransport;
   /** A request router (router plugins); routers are asked in config order. */
   router?: Router;
+  /** Policy settings the core applies (policy plugins: timeouts, limits, blacklist). */
+  policy?: PolicySettings;
+  /**
+   * Called for every failed send (connect refused or timed out, send timeout, queue full,
+   * blacklisted destination, …), after the core has reported it. A router can use it for
+   * failover. Runs on the worker's thread; keep it cheap.
+   */
+  onSendFailure?: (event: SendFailureEvent) => void;
   /** Called when the worker stops. */
   close?: () => void | Promise<void>;
+}
+
+/** A failed send, as plugins see it. */
+export interface SendFailureEvent {
+  /** `transport:host:port`. */
+  destination: string;
+  reason: FailureReason;
+  /** The connection that failed, or undefined (blacklisted, limit reached before connecting). */
+  connectionId: number | undefined;
+  /** Bytes and messages that were queued and are lost. */
+  bytesLost: number;
+  messagesLost: number;
+  /** Whether the destination was blacklisted because of it. */
+  blacklisted: boolean;
 }
 
 /** What a worker gives plugins. */

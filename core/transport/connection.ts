@@ -4,36 +4,49 @@
  *
  * Write path: `send()` queues the bytes; when the connection is open and no write is in
  * flight, a writer is started on the next microtask, so every message produced while handling
- * one read goes out in a single coalesced `write()`. While a write is in flight (the kernel
- * has not taken everything: "async mode"), further data queues behind it in order and the one
- * writer drains the queue; when it is empty the connection leaves async mode. While the
- * connection is still connecting, data waits in the queue.
+ * one read goes out in a single coalesced `write()` ("direct" send). While a write is in flight
+ * — the kernel has not taken everything yet: **async mode** — further data queues behind it in
+ * order and the one writer drains the queue; when the queue is empty the connection leaves
+ * async mode. While the connection is still connecting, data waits in the queue.
+ *
+ * Limits: data queued while in async mode counts against `conn_wq_max` (this connection) and
+ * `wq_max` (all connections of all workers, a shared counter); over either the send fails
+ * with `queue_full`. Timeouts are checked by the owner's timer sweep from the timestamps kept
+ * here (`progressAt`, `lastRead`, …).
  * @module
  */
+import type { FailureReason } from "../policy/failure.ts";
+import type { SharedCounters } from "../policy/shared_counters.ts";
 import { type Frame, StreamFramer } from "../sip/stream_framer.ts";
 import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
 
-/** Why queued data was not sent (passed to failure handlers). */
-export type SendFailure = "connect_failed" | "closed";
-
 /** Called for queued data that will never be sent. */
-export type FailHandler = (failure: SendFailure) => void;
+export type FailHandler = (reason: FailureReason) => void;
 
 /** Life-cycle states. */
 export type ConnectionState = "connecting" | "open" | "closed";
 
-/** Queued data that was never handed to the socket, with its failure handlers. */
+/** What `send()` did with the data. */
+export type SendResult = "queued" | "closed" | "queue_full";
+
+/** Data that was queued and not written, with its failure handlers. */
 export interface UnsentData {
   chunks: Uint8Array[];
   handlers: (FailHandler | undefined)[];
+}
+
+/** What was lost when a connection closed with data queued. */
+export interface LostData {
+  bytes: number;
+  messages: number;
 }
 
 /** What a connection tells its owner. */
 export interface ConnectionHooks {
   /** A frame was read (called synchronously while handling a read). */
   onFrame(connection: Connection, frame: Frame): void;
-  /** The connection closed (once). Queued data was reported, or handed to `onUnsent`. */
-  onClose(connection: Connection, reason: string): void;
+  /** The connection closed (once). Queued data was reported (`lost`), or given to `onUnsent`. */
+  onClose(connection: Connection, reason: string, failure: FailureReason, lost: LostData): void;
   /**
    * An outbound connection was closed or reset by the peer with data that the peer cannot
    * have processed (never written, or its write failed): the owner sends it again over a new
@@ -42,47 +55,84 @@ export interface ConnectionHooks {
   onUnsent(connection: Connection, unsent: UnsentData): void;
 }
 
+/** Queue limits a connection applies (from the `limits` plugin). */
+export interface QueueLimits {
+  connWqMax: number;
+  wqMax: number;
+}
+
 /** Options for a {@link Connection}. */
 export interface ConnectionOptions {
   id: number;
+  /** Transport plugin name (`tcp`). */
+  transportName: string;
   transport: StreamTransport;
   direction: "in" | "out";
   /** Peer address (for outbound connections: the destination, known before connecting). */
   remote: SocketAddress;
   maxMessageSize: number;
+  /** Shared accounting of queued bytes (wq_max). */
+  shared: SharedCounters;
+  /** Read on every send, so that a reload of the limits applies at once. */
+  limits: () => QueueLimits;
   hooks: ConnectionHooks;
 }
+
+const PING = new Uint8Array([13, 10, 13, 10]);
 
 /** A stream connection. */
 export class Connection {
   readonly id: number;
+  readonly transportName: string;
   readonly transport: StreamTransport;
   readonly direction: "in" | "out";
   readonly remote: SocketAddress;
   readonly createdAt = Date.now();
   local: SocketAddress | undefined;
   state: ConnectionState = "connecting";
-  /** Time of the last byte read or written (ms since epoch, updated per read/write). */
+  /** Time of the last byte read or written (ms since epoch). */
   lastActivity = this.createdAt;
+  /** Time of the last byte read (ms since epoch; the connect time before any). */
+  lastRead = this.createdAt;
   /** When the incomplete message now buffered started (0 when none). */
   partialSince = 0;
+  /** When the current write started or last made progress (meaningful in async mode). */
+  progressAt = 0;
+  /** When the last keepalive ping was queued (0 when none is unanswered). */
+  pingSentAt = 0;
+  /** Whether data (other than pings) was written since the peer last sent a byte. */
+  wroteSinceRead = false;
 
   #socket: StreamSocket | undefined;
   #framer: StreamFramer;
   #hooks: ConnectionHooks;
+  #shared: SharedCounters;
+  #limits: () => QueueLimits;
   #chunks: Uint8Array[] = [];
   #failHandlers: (FailHandler | undefined)[] = [];
+  /** Bytes in #chunks plus the unwritten rest of the write in flight. */
   #queuedBytes = 0;
+  /** Bytes in #chunks (waiting behind the write in flight). */
+  #waitingBytes = 0;
   #writing = false;
+  /** Messages in the write in flight. */
+  #inFlight = 0;
+  /** Why the connection closed (reported for the write in flight when it fails). */
+  #failure: FailureReason = "closed";
+  /** Whether the peer closed it (then the write in flight is sent again, outbound). */
+  #closedByPeer = false;
   #closeAfterFlush = false;
   #drainWaiters: (() => void)[] = [];
 
   constructor(options: ConnectionOptions) {
     this.id = options.id;
+    this.transportName = options.transportName;
     this.transport = options.transport;
     this.direction = options.direction;
     this.remote = options.remote;
     this.#hooks = options.hooks;
+    this.#shared = options.shared;
+    this.#limits = options.limits;
     this.#framer = new StreamFramer({ maxMessageSize: options.maxMessageSize });
   }
 
@@ -91,9 +141,9 @@ export class Connection {
     return this.#queuedBytes;
   }
 
-  /** True while a write is in flight or data is queued (async mode). */
+  /** True while a write is in flight (async mode). */
   get asyncMode(): boolean {
-    return this.#writing || this.#chunks.length > 0;
+    return this.#writing;
   }
 
   /** Attaches the connected socket and starts reading and writing. */
@@ -101,7 +151,7 @@ export class Connection {
     this.#socket = socket;
     this.local = socket.localAddr;
     this.state = "open";
-    this.lastActivity = Date.now();
+    this.lastActivity = this.lastRead = Date.now();
     socket.start(
       (chunk) => this.#onData(chunk),
       (error) =>
@@ -115,36 +165,59 @@ export class Connection {
   }
 
   /**
-   * Queues `bytes` for sending. `onFail` is called if they are never sent. Returns false (and
-   * does not call `onFail`) when the connection is already closed.
+   * Queues `bytes` for sending. `onFail` is called if they are never sent. Returns
+   * `closed` or `queue_full` (without calling `onFail`) when they were not queued.
    */
-  send(bytes: Uint8Array, onFail?: FailHandler): boolean {
-    if (this.state === "closed") return false;
+  send(bytes: Uint8Array, onFail?: FailHandler): SendResult {
+    if (this.state === "closed") return "closed";
+    if (this.#writing || this.state === "connecting") {
+      // Async mode (behind a write the kernel has not completed, or a connect): limited.
+      // conn_wq_max bounds what waits behind a pending write — a peer that stopped reading —
+      // but not what waits for a connect (connect_timeout bounds that) nor a message alone
+      // (one message larger than conn_wq_max must still go). wq_max bounds it all.
+      const limits = this.#limits();
+      if (
+        this.state === "open" && this.#waitingBytes > 0 &&
+        this.#waitingBytes + bytes.length > limits.connWqMax
+      ) return "queue_full";
+      if (!this.#shared.reserveQueued(bytes.length, limits.wqMax)) return "queue_full";
+    } else {
+      // Direct: straight to the kernel on the next microtask; counted, never refused.
+      this.#shared.reserveQueued(bytes.length, Infinity);
+    }
     this.#chunks.push(bytes);
     this.#failHandlers.push(onFail);
     this.#queuedBytes += bytes.length;
+    this.#waitingBytes += bytes.length;
     if (this.state === "open" && !this.#writing) this.#startWriter();
-    return true;
+    return "queued";
+  }
+
+  /** Queues a keepalive ping (RFC 5626 double CRLF) and notes when. */
+  ping(): void {
+    if (this.send(PING) === "queued") this.pingSentAt = Date.now();
   }
 
   /** Closes once everything queued so far is written (used after a fatal framing error). */
   closeAfterFlush(): void {
     this.#closeAfterFlush = true;
-    if (!this.asyncMode) this.close("closed after error response");
+    if (!this.#writing && this.#chunks.length === 0) this.close("closed after error response");
   }
 
   /** Resolves when nothing is queued (or the connection closed). */
   drained(): Promise<void> {
-    if (!this.asyncMode || this.state === "closed") return Promise.resolve();
+    if ((!this.#writing && this.#chunks.length === 0) || this.state === "closed") {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Fails the connect: queued data is reported with `connect_failed`. */
-  connectFailed(reason: string): void {
-    this.#close(reason, "connect_failed");
+  /** Closes now; queued data is reported as not sent because of `failure`. Returns what was lost. */
+  fail(reason: string, failure: FailureReason): LostData {
+    return this.#close(reason, failure);
   }
 
-  /** Closes now; queued data is reported as not sent. */
+  /** Closes now; queued data is reported with `closed`. */
   close(reason: string): void {
     this.#close(reason, "closed");
   }
@@ -154,70 +227,100 @@ export class Connection {
    * the owner to send again (an upstream that closes an idle connection just as a request is
    * queued on it must not cost that request).
    */
-  #close(reason: string, failure: SendFailure, resend = false): void {
-    if (this.state === "closed") return;
+  #close(reason: string, failure: FailureReason, resend = false): LostData {
+    if (this.state === "closed") return { bytes: 0, messages: 0 };
     this.state = "closed";
+    this.#failure = failure;
+    this.#closedByPeer = resend;
     this.#socket?.close();
     const chunks = this.#chunks;
     const handlers = this.#failHandlers;
+    // The rest of an in-flight write is released when that write settles (see #drain).
+    let unwritten = 0;
+    for (const c of chunks) unwritten += c.length;
+    this.#shared.releaseQueued(unwritten);
+    this.#queuedBytes -= unwritten;
+    this.#waitingBytes = 0;
     this.#chunks = [];
     this.#failHandlers = [];
-    this.#queuedBytes = 0;
-    if (resend && chunks.length > 0) this.#hooks.onUnsent(this, { chunks, handlers });
-    else for (const handler of handlers) handler?.(failure);
+    // What is lost: the queue, and the write in flight (its handlers run when it fails).
+    const lost = { bytes: this.#queuedBytes, messages: this.#inFlight };
+    if (resend && chunks.length > 0) {
+      this.#hooks.onUnsent(this, { chunks, handlers });
+    } else {
+      lost.bytes += unwritten;
+      lost.messages += chunks.length;
+      for (const handler of handlers) handler?.(failure);
+    }
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
-    this.#hooks.onClose(this, reason);
+    this.#hooks.onClose(this, reason, failure, lost);
+    return lost;
   }
 
   #onData(chunk: Uint8Array): void {
-    this.lastActivity = Date.now();
+    this.lastActivity = this.lastRead = Date.now();
+    this.pingSentAt = 0;
+    this.wroteSinceRead = false;
     this.#framer.feed(chunk, (frame) => this.#hooks.onFrame(this, frame));
     if (this.#framer.buffered === 0) this.partialSince = 0;
-    else if (this.partialSince === 0) this.partialSince = this.lastActivity;
+    else if (this.partialSince === 0) this.partialSince = this.lastRead;
   }
 
   #startWriter(): void {
     this.#writing = true;
+    this.progressAt = Date.now();
     queueMicrotask(() => this.#drain());
   }
 
   async #drain(): Promise<void> {
     const socket = this.#socket!;
-    try {
-      while (this.#chunks.length > 0 && this.state === "open") {
-        const chunks = this.#chunks;
-        const handlers = this.#failHandlers;
-        this.#chunks = [];
-        this.#failHandlers = [];
-        const data = chunks.length === 1 ? chunks[0] : concat(chunks);
-        let offset = 0;
-        try {
-          while (offset < data.length) {
-            const n = await socket.write(offset === 0 ? data : data.subarray(offset));
-            offset += n;
-            this.#queuedBytes -= n;
-            this.lastActivity = Date.now();
-          }
-        } catch (error) {
-          // The write failed: the peer closed or reset the connection, so it has not processed
-          // this batch. Outbound, the batch goes out again on a new connection; inbound, it is
-          // reported. If the connection closed meanwhile, the rest of the queue was dealt with
-          // there.
-          const resend = this.direction === "out";
-          if ((this.state as ConnectionState) === "closed") {
-            if (resend) this.#hooks.onUnsent(this, { chunks, handlers });
-            else for (const handler of handlers) handler?.("closed");
-          } else {
-            this.#chunks = [...chunks, ...this.#chunks];
-            this.#failHandlers = [...handlers, ...this.#failHandlers];
-            this.#close(`write error: ${(error as Error).message}`, "closed", resend);
-          }
-          return;
+    while (this.#chunks.length > 0 && this.state === "open") {
+      const chunks = this.#chunks;
+      const handlers = this.#failHandlers;
+      this.#chunks = [];
+      this.#failHandlers = [];
+      this.#waitingBytes = 0;
+      const data = chunks.length === 1 ? chunks[0] : concat(chunks);
+      this.#inFlight = chunks.length;
+      if (chunks.length > 1 || chunks[0] !== PING) this.wroteSinceRead = true;
+      let offset = 0;
+      try {
+        while (offset < data.length) {
+          const n = await socket.write(offset === 0 ? data : data.subarray(offset));
+          offset += n;
+          this.#queuedBytes -= n;
+          this.#shared.releaseQueued(n);
+          this.lastActivity = this.progressAt = Date.now();
         }
+      } catch (error) {
+        // The write failed: the peer closed or reset the connection, so it has not processed
+        // this batch. Outbound, the batch goes out again on a new connection; inbound, it is
+        // reported. If the connection closed meanwhile, the rest of the queue was dealt with
+        // there.
+        const rest = data.length - offset;
+        this.#queuedBytes -= rest;
+        this.#shared.releaseQueued(rest);
+        this.#writing = false;
+        this.#inFlight = 0;
+        if ((this.state as ConnectionState) === "closed") {
+          const resend = this.#closedByPeer;
+          if (resend) this.#hooks.onUnsent(this, { chunks, handlers });
+          else for (const handler of handlers) handler?.(this.#failure);
+        } else {
+          const resend = this.direction === "out";
+          // Put the batch back in front (re-counted) so that #close hands it over with the rest.
+          this.#shared.reserveQueued(data.length, Infinity);
+          this.#queuedBytes += data.length;
+          this.#waitingBytes += data.length;
+          this.#chunks = [...chunks, ...this.#chunks];
+          this.#failHandlers = [...handlers, ...this.#failHandlers];
+          this.#close(`write error: ${(error as Error).message}`, "closed", resend);
+        }
+        return;
       }
-    } finally {
-      this.#writing = false;
     }
+    this.#writing = false;
+    this.#inFlight = 0;
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
     if (this.#closeAfterFlush) this.close("closed after error response");
   }

@@ -109,6 +109,10 @@ export async function startSipedge(options: StartSipedgeOptions = {}): Promise<S
     tempFiles.push(path);
     await Deno.writeTextFile(path, options.config);
     args.push("--config", path);
+  } else if (!args.includes("--control") && !args.includes("--config")) {
+    // The bundled config.toml (picked up from the repo root) puts the control API on a fixed
+    // port; tests that do not ask for it run without, so that several can run at once.
+    args.push("--control", "off");
   }
   const removeTempFiles = async () => {
     for (const path of tempFiles.splice(0)) {

@@ -1,0 +1,462 @@
+/**
+ * The connections of one worker and the policies on them: reuse per destination, one connect
+ * per destination at a time, connection limits, the timer sweep (connect, send, read, idle and
+ * keepalive timeouts), queue-full handling, the destination blacklist (this worker's copy),
+ * and failure reporting — one log line per failure, counters, the senders' failure handlers
+ * (which answer requests with 408/503) and the plugins' `onSendFailure` event.
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { SendFailureEvent } from "../plugin/types.ts";
+import { type BlacklistEntry, BlacklistTable } from "../policy/blacklist_table.ts";
+import type { FailureReason } from "../policy/failure.ts";
+import type { BlacklistSettings, LimitSettings, TimeoutSettings } from "../policy/settings.ts";
+import type { SharedCounters } from "../policy/shared_counters.ts";
+import type { Counters } from "../stats.ts";
+import type { Frame } from "../sip/stream_framer.ts";
+import { Connection, type FailHandler, type LostData, type UnsentData } from "./connection.ts";
+import { type Destination, destinationKey } from "./destination.ts";
+import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
+
+const log = getLogger(["sipedge", "transport"]);
+
+/** Ids are `sequence * MAX_WORKERS + workerId`: unique in the process, no coordination. */
+export const MAX_WORKERS = 256;
+
+/** The policies in force (from the policy plugins). */
+export interface EffectivePolicy {
+  timeouts: TimeoutSettings;
+  limits: LimitSettings;
+  /** Undefined when the blacklist plugin is not enabled. */
+  blacklist: BlacklistSettings | undefined;
+}
+
+/** A connection as the control API lists it. */
+export interface ConnectionInfo {
+  id: number;
+  worker: number;
+  transport: string;
+  direction: "in" | "out";
+  state: string;
+  local: string;
+  remote: string;
+  asyncMode: boolean;
+  queuedBytes: number;
+  ageMs: number;
+  idleMs: number;
+}
+
+/** Options for a {@link ConnectionManager}. */
+export interface ConnectionManagerOptions {
+  workerId: number;
+  /** Enabled transports by plugin name, in config order (the order gives the shared slot). */
+  transports: Map<string, StreamTransport>;
+  shared: SharedCounters;
+  counters: Counters;
+  policy: EffectivePolicy;
+  /** Every frame read on any connection. */
+  onFrame(connection: Connection, frame: Frame): void;
+  /** A destination was blacklisted here: tell the other workers. */
+  onBlacklisted(entry: BlacklistEntry): void;
+  /** Failure listeners (plugins' onSendFailure). */
+  failureListeners: ((event: SendFailureEvent) => void)[];
+}
+
+/** One worker's connections. */
+export class ConnectionManager {
+  readonly blacklist: BlacklistTable;
+  policy: EffectivePolicy;
+  #options: ConnectionManagerOptions;
+  #slots = new Map<string, number>();
+  #connections = new Map<number, Connection>();
+  #byKey = new Map<string, Connection>();
+  /** Inbound connections that hold a per-IP reservation. */
+  #countedIp = new Set<Connection>();
+  #sequence = 0;
+  /** Messages already sent again after their connection closed under them. */
+  #resent = new WeakSet<Uint8Array>();
+  #stopping = false;
+
+  constructor(options: ConnectionManagerOptions) {
+    this.#options = options;
+    this.policy = options.policy;
+    this.blacklist = new BlacklistTable(options.policy.blacklist?.max_entries ?? 1);
+    let slot = 0;
+    for (const name of options.transports.keys()) this.#slots.set(name, slot++);
+  }
+
+  /** Open connections in this worker. */
+  get size(): number {
+    return this.#connections.size;
+  }
+
+  /** The open connection with this id, if this worker owns it. */
+  get(id: number): Connection | undefined {
+    return this.#connections.get(id);
+  }
+
+  /** Takes an accepted socket, unless a connection limit says no. */
+  accept(name: string, socket: StreamSocket): void {
+    const { limits } = this.policy;
+    const ip = socket.remoteAddr.hostname;
+    const slot = this.#slots.get(name)!;
+    if (!this.#options.shared.reserveConnection(slot, limits.max_connections)) {
+      return this.#refuse(socket, `max_connections (${limits.max_connections}) reached`);
+    }
+    if (!this.#options.shared.reserveFrom(ip, limits.max_connections_per_ip)) {
+      this.#options.shared.releaseConnection(slot);
+      return this.#refuse(socket, `max_connections_per_ip (${limits.max_connections_per_ip})`);
+    }
+    this.#options.counters.inc("connections_accepted");
+    const connection = this.#create(name, "in", socket.remoteAddr);
+    this.#countedIp.add(connection);
+    this.#byKey.set(destinationKey(name, ip, socket.remoteAddr.port), connection);
+    connection.attach(socket);
+  }
+
+  /** Sends to a destination over a reused or new connection; failures go to `onFail`. */
+  sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
+    const transport = this.#options.transports.get(destination.transport);
+    if (transport === undefined) return void onFail?.("connect_failed");
+    const port = destination.port || transport.defaultPort;
+    const key = destinationKey(destination.transport, destination.host, port);
+    if (this.blacklist.size > 0 && this.blacklist.get(key, Date.now()) !== undefined) {
+      this.#options.counters.inc("blacklisted_sends");
+      return this.#failMessage(key, "blacklisted", onFail);
+    }
+    const existing = this.#byKey.get(key);
+    if (existing !== undefined) {
+      const result = existing.send(bytes, onFail);
+      if (result === "queued") return;
+      if (result === "queue_full") return this.#queueFull(existing, key, onFail);
+    }
+    this.#connect(destination.transport, transport, destination.host, port, key, bytes, onFail);
+  }
+
+  /** Sends on a connection by id; false when this worker has no such open connection. */
+  sendOn(id: number, bytes: Uint8Array): boolean {
+    const connection = this.#connections.get(id);
+    if (connection === undefined) return false;
+    const result = connection.send(bytes);
+    if (result === "queue_full") {
+      this.#queueFull(connection, keyOf(connection), undefined);
+      return true; // reported as a failure; not a reason to try another path
+    }
+    return result === "queued";
+  }
+
+  /** Sends on a connection by id: a reply to what it sent (failures are only reported). */
+  reply(connection: Connection, bytes: Uint8Array): boolean {
+    const result = connection.send(bytes);
+    if (result === "queue_full") this.#queueFull(connection, keyOf(connection), undefined);
+    return result === "queued";
+  }
+
+  /** Applies the timeouts; called by the worker's timer. */
+  sweep(now: number): void {
+    const t = this.policy.timeouts;
+    for (const c of this.#connections.values()) {
+      if (c.state === "closed") continue;
+      if (c.state === "open" && c.asyncMode && now - c.progressAt > t.send_timeout) {
+        this.#fail(c, "send_timeout", `no write progress for ${t.send_timeout} ms`);
+      } else if (c.partialSince !== 0 && now - c.partialSince > t.message_read_timeout) {
+        this.#options.counters.inc("read_timeouts");
+        c.close("message read timeout");
+      } else if (c.state === "open" && now - c.lastActivity > t.idle_timeout) {
+        this.#options.counters.inc("idle_closed");
+        c.close("idle timeout");
+      } else if (c.direction === "out" && c.state === "open" && t.keepalive_interval > 0) {
+        this.#keepalive(c, now, t);
+      }
+    }
+    if (this.blacklist.size > 0) this.blacklist.purge(now);
+  }
+
+  /** Applies a blacklist change made elsewhere (another worker, the control API). */
+  applyBlacklist(change: BlacklistChange): void {
+    if (change.op === "add") this.blacklist.add(change.entry);
+    else if (change.op === "delete") this.blacklist.delete(change.key);
+    else this.blacklist.clear();
+  }
+
+  /** Connections for the control API. */
+  list(now = Date.now()): ConnectionInfo[] {
+    return [...this.#connections.values()].map((c) => ({
+      id: c.id,
+      worker: this.#options.workerId,
+      transport: c.transportName,
+      direction: c.direction,
+      state: c.state,
+      local: c.local ? formatAddress(c.local) : "",
+      remote: formatAddress(c.remote),
+      asyncMode: c.asyncMode,
+      queuedBytes: c.queuedBytes,
+      ageMs: now - c.createdAt,
+      idleMs: now - c.lastActivity,
+    }));
+  }
+
+  /** Waits up to `timeoutMs` for every queue to drain, then closes every connection. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.#stopping = true;
+    const drained = Promise.all([...this.#connections.values()].map((c) => c.drained()));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([drained, new Promise((r) => timer = setTimeout(r, timeoutMs))]);
+    clearTimeout(timer);
+    for (const c of [...this.#connections.values()]) c.close("shutdown");
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  #connect(
+    name: string,
+    transport: StreamTransport,
+    host: string,
+    port: number,
+    key: string,
+    bytes: Uint8Array,
+    onFail: FailHandler | undefined,
+  ): void {
+    if (this.#stopping) return void onFail?.("closed");
+    const slot = this.#slots.get(name)!;
+    if (!this.#options.shared.reserveConnection(slot, this.policy.limits.max_connections)) {
+      this.#options.counters.inc("connection_limit");
+      return this.#failMessage(key, "connection_limit", onFail);
+    }
+    const connection = this.#create(name, "out", { hostname: host, port });
+    this.#byKey.set(key, connection);
+    connection.send(bytes, onFail);
+    this.#options.counters.inc("connections_opened");
+    transport.connect({
+      hostname: host,
+      port,
+      signal: AbortSignal.timeout(this.policy.timeouts.connect_timeout),
+    }).then(
+      (socket) => {
+        if (connection.state === "closed") socket.close();
+        else connection.attach(socket);
+      },
+      (error: Error) => {
+        const reason: FailureReason = error instanceof Deno.errors.ConnectionRefused
+          ? "connect_refused"
+          : error.name === "TimeoutError"
+          ? "connect_timeout"
+          : "connect_failed";
+        this.#fail(connection, reason, error.message);
+      },
+    );
+  }
+
+  #create(name: string, direction: "in" | "out", remote: SocketAddress): Connection {
+    const { workerId, transports, shared } = this.#options;
+    const id = ++this.#sequence * MAX_WORKERS + workerId;
+    const connection = new Connection({
+      id,
+      transportName: name,
+      transport: transports.get(name)!,
+      direction,
+      remote,
+      maxMessageSize: this.policy.limits.max_message_size,
+      shared,
+      limits: () => ({
+        connWqMax: this.policy.limits.conn_wq_max,
+        wqMax: this.policy.limits.wq_max,
+      }),
+      hooks: {
+        onFrame: this.#options.onFrame,
+        onClose: (c, reason, failure, lost) => this.#closed(c, reason, failure, lost),
+        onUnsent: (c, unsent) => this.#resend(c, unsent),
+      },
+    });
+    this.#connections.set(id, connection);
+    return connection;
+  }
+
+  #closed(connection: Connection, reason: string, failure: FailureReason, lost: LostData) {
+    const { counters, shared } = this.#options;
+    counters.inc("connections_closed");
+    this.#connections.delete(connection.id);
+    shared.releaseConnection(this.#slots.get(connection.transportName)!);
+    if (this.#countedIp.delete(connection)) shared.releaseFrom(connection.remote.hostname);
+    const key = keyOf(connection);
+    if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
+    if (failure === "closed" && lost.messages > 0) {
+      log.info("connection {id} to {destination} closed ({reason}): {bytes} bytes lost", {
+        id: connection.id,
+        destination: key,
+        reason,
+        bytes: lost.bytes,
+        messages: lost.messages,
+      });
+    } else {
+      log.debug("connection {id} to {destination} closed: {reason}", {
+        id: connection.id,
+        destination: key,
+        reason,
+      });
+    }
+  }
+
+  /** Closes a connection because of a failure, reports it and blacklists per policy. */
+  #fail(connection: Connection, reason: FailureReason, detail: string): void {
+    const key = keyOf(connection);
+    this.#options.counters.inc(COUNTER[reason]);
+    const blacklisted = this.#blacklist(key, reason);
+    // Drop it from the reuse table first: failure handlers may send to the same destination.
+    if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
+    const lost = connection.fail(`${reason}: ${detail}`, reason);
+    log.warn(
+      "send failure {reason} to {destination} on connection {id}: {detail}; {bytes} bytes ({messages} messages) lost; blacklisted: {blacklisted}",
+      {
+        reason,
+        destination: key,
+        id: connection.id,
+        detail,
+        bytes: lost.bytes,
+        messages: lost.messages,
+        blacklisted,
+      },
+    );
+    this.#emit({
+      destination: key,
+      reason,
+      connectionId: connection.id,
+      bytesLost: lost.bytes,
+      messagesLost: lost.messages,
+      blacklisted,
+    });
+  }
+
+  /** A message could not be queued: over a queue limit. */
+  #queueFull(connection: Connection, key: string, onFail: FailHandler | undefined): void {
+    onFail?.("queue_full");
+    if (this.policy.limits.on_queue_full === "close") {
+      this.#fail(connection, "queue_full", "write queue limit reached");
+    } else {
+      this.#options.counters.inc("queue_full");
+      log.warn("send failure queue_full to {destination} on connection {id}: message dropped", {
+        destination: key,
+        id: connection.id,
+      });
+      this.#emit({
+        destination: key,
+        reason: "queue_full",
+        connectionId: connection.id,
+        bytesLost: 0,
+        messagesLost: 1,
+        blacklisted: false,
+      });
+    }
+  }
+
+  /** One message failed without a connection failing (blacklisted, connection limit). */
+  #failMessage(key: string, reason: FailureReason, onFail: FailHandler | undefined): void {
+    onFail?.(reason);
+    log.debug("send to {destination} failed at once: {reason}", { destination: key, reason });
+    this.#emit({
+      destination: key,
+      reason,
+      connectionId: undefined,
+      bytesLost: 0,
+      messagesLost: 1,
+      blacklisted: false,
+    });
+  }
+
+  #blacklist(key: string, reason: FailureReason): boolean {
+    const settings = this.policy.blacklist;
+    if (settings === undefined || !(settings.reasons as string[]).includes(reason)) return false;
+    const now = Date.now();
+    const entry: BlacklistEntry = { key, reason, addedAt: now, expiresAt: now + settings.expire };
+    this.blacklist.maxEntries = settings.max_entries;
+    this.blacklist.add(entry);
+    this.#options.onBlacklisted(entry);
+    return true;
+  }
+
+  #keepalive(c: Connection, now: number, t: TimeoutSettings): void {
+    if (c.pingSentAt === 0) {
+      if (now - c.lastRead > t.keepalive_interval && !c.asyncMode) c.ping();
+      return;
+    }
+    if (now - c.pingSentAt <= t.keepalive_timeout) return;
+    if (c.wroteSinceRead) {
+      // We have been sending and the peer has said nothing, not even to a ping: the stall the
+      // kernel hides (it keeps taking data for a peer that no longer ACKs).
+      this.#fail(
+        c,
+        "keepalive_timeout",
+        `no answer to a keepalive ping in ${t.keepalive_timeout} ms`,
+      );
+    } else {
+      // Idle and unanswered: the peer may not do RFC 5626; nothing was lost, just close.
+      this.#options.counters.inc("keepalive_closed");
+      c.close("keepalive ping unanswered on an idle connection");
+    }
+  }
+
+  /**
+   * Sends data that a closed outbound connection never delivered again, over a new connection;
+   * once per message, so a peer that closes every connection at once cannot make us reconnect
+   * forever.
+   */
+  #resend(connection: Connection, unsent: UnsentData): void {
+    const key = keyOf(connection);
+    if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
+    const destination = {
+      transport: connection.transportName,
+      host: connection.remote.hostname,
+      port: connection.remote.port,
+    };
+    unsent.chunks.forEach((bytes, i) => {
+      if (this.#resent.has(bytes) || this.#stopping) return unsent.handlers[i]?.("closed");
+      this.#resent.add(bytes);
+      this.sendTo(destination, bytes, unsent.handlers[i]);
+    });
+  }
+
+  #refuse(socket: StreamSocket, why: string): void {
+    this.#options.counters.inc("connections_refused");
+    log.warn("connection from {remote} refused: {why}", {
+      remote: formatAddress(socket.remoteAddr),
+      why,
+    });
+    socket.close();
+  }
+
+  #emit(event: SendFailureEvent): void {
+    for (const listener of this.#options.failureListeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        log.error("onSendFailure hook failed: {error}", { error: (error as Error).message });
+      }
+    }
+  }
+}
+
+/** A blacklist change to apply to a worker's copy. */
+export type BlacklistChange =
+  | { op: "add"; entry: BlacklistEntry }
+  | { op: "delete"; key: string }
+  | { op: "clear" };
+
+const COUNTER = {
+  connect_refused: "connect_failed",
+  connect_timeout: "connect_failed",
+  connect_failed: "connect_failed",
+  send_timeout: "send_timeouts",
+  queue_full: "queue_full",
+  keepalive_timeout: "keepalive_timeouts",
+  blacklisted: "blacklisted_sends",
+  connection_limit: "connection_limit",
+  closed: "connections_closed",
+} as const;
+
+function keyOf(c: Connection): string {
+  return destinationKey(c.transportName, c.remote.hostname, c.remote.port);
+}
+
+function formatAddress(a: SocketAddress): string {
+  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+}
