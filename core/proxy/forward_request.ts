@@ -29,6 +29,7 @@ import { buildReply } from "../sip/reply.ts";
 import { formatHostPort, parseSipUri, type SipUri } from "../sip/uri.ts";
 import { type Destination, destinationOf } from "../transport/destination.ts";
 import type { RouteResult } from "../plugin/types.ts";
+import { failureReply, reasonHeader } from "../policy/failure.ts";
 import { hash64 } from "./hash.ts";
 import type { MessageSource, ProxyHost } from "./proxy_host.ts";
 
@@ -190,14 +191,14 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   );
   if (senderVia !== undefined) edit.replace(topViaRange.start, topViaRange.end, senderVia);
 
-  const isRequestWithReply = !isAck;
   host.count("requests_forwarded");
   host.sendTo(destination, edit.build(), (failure) => {
+    // Not sent: the sender hears why (408 for timeouts, else 503), except for an ACK.
     host.count("send_failed");
-    if (!isRequestWithReply) return;
-    const text = failure === "connect_failed" ? "connect failed" : "connection closed";
-    source.reply(buildReply(head, 503, "Service Unavailable", {
-      headers: [`Reason: SIP;cause=503;text="${text}"`],
+    if (isAck) return;
+    const reply = failureReply(failure);
+    source.reply(buildReply(head, reply.status, reply.reason, {
+      headers: [reasonHeader(failure)],
       toTag: toTagFor(head),
     }));
   });

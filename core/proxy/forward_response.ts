@@ -69,12 +69,13 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse): vo
   const hostName = (received || next.host).replace(/^\[(.*)\]$/, "$1");
   const port = Number.isInteger(rport) && rport > 0 ? rport : next.port;
   host.count("responses_forwarded");
-  host.sendTo({ transport, host: hostName, port }, bytes, () => {
+  host.sendTo({ transport, host: hostName, port }, bytes, (reason) => {
     host.count("send_failed");
-    log.info("response {status} to {host}:{port} not sent: connection failed", {
+    log.info("response {status} to {host}:{port} not sent: {reason}", {
       status: head.status,
       host: hostName,
       port,
+      reason,
     });
   });
 }
