@@ -11,7 +11,11 @@ import type { ResolvedConfig } from "./config/load.ts";
 import { type BlacklistEntry, BlacklistTable } from "./policy/blacklist_table.ts";
 import type { BlacklistSettings } from "./policy/settings.ts";
 import { createSharedBuffer, SharedCounters } from "./policy/shared_counters.ts";
-import type { BlacklistChange, ConnectionInfo } from "./transport/connection_manager.ts";
+import {
+  type BlacklistChange,
+  type ConnectionInfo,
+  DEFAULT_BLACKLIST_ENTRIES,
+} from "./transport/connection_manager.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 
 const log = getLogger(["sipedge", "supervisor"]);
@@ -39,7 +43,9 @@ export class Supervisor {
 
   constructor(config: ResolvedConfig) {
     this.#config = config;
-    this.#blacklist = new BlacklistTable(this.blacklistSettings?.max_entries ?? 1);
+    this.#blacklist = new BlacklistTable(
+      this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
+    );
   }
 
   /** Number of reader workers (resolving `workers = 0` to the CPU count). */

@@ -10,10 +10,12 @@ import { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
 import type { BlacklistSettings } from "../core/policy/settings.ts";
 import { BLACKLIST_REASONS } from "../core/policy/failure.ts";
-import { durationSchema } from "../core/config/schema.ts";
+import { positiveDurationSchema } from "../core/config/schema.ts";
 
 const config = z.strictObject({
-  expire: durationSchema.default(60_000).describe("How long an entry blocks its destination."),
+  expire: positiveDurationSchema.default(60_000).describe(
+    "How long an entry blocks its destination.",
+  ),
   max_entries: z.int().min(1).max(1_000_000).default(10_000).describe(
     "Size cap; when full, the entry closest to expiry makes room.",
   ),

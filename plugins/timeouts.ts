@@ -7,26 +7,26 @@
  */
 import { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
-import { durationSchema } from "../core/config/schema.ts";
+import { durationSchema, positiveDurationSchema } from "../core/config/schema.ts";
 import type { TimeoutSettings } from "../core/policy/settings.ts";
 
 const config = z.strictObject({
-  connect_timeout: durationSchema.default(10_000).describe(
+  connect_timeout: positiveDurationSchema.default(10_000).describe(
     "An outbound connect (TCP handshake, and TLS handshake where there is one) must finish in this time; else: close, report, blacklist.",
   ),
-  send_timeout: durationSchema.default(10_000).describe(
+  send_timeout: positiveDurationSchema.default(10_000).describe(
     "While data is queued, a write must make progress within this time; else: close, report, blacklist.",
   ),
-  idle_timeout: durationSchema.default(120_000).describe(
+  idle_timeout: positiveDurationSchema.default(120_000).describe(
     "A connection with no byte read or written for this long is closed (Kamailio's tcp_connection_lifetime).",
   ),
-  message_read_timeout: durationSchema.default(20_000).describe(
+  message_read_timeout: positiveDurationSchema.default(20_000).describe(
     "A message must be read completely within this time once it has started (slowloris guard).",
   ),
   keepalive_interval: durationSchema.default(30_000).describe(
     "On connections sipedge opened: after this long with nothing read, send a CRLF keepalive ping (RFC 5626). `0s` turns liveness checks off.",
   ),
-  keepalive_timeout: durationSchema.default(10_000).describe(
+  keepalive_timeout: positiveDurationSchema.default(10_000).describe(
     "A ping must be answered (pong or any byte) within this time. If data was sent since the peer last spoke, it is a send timeout (close, report, blacklist); an idle connection is just closed.",
   ),
 });

@@ -12,12 +12,22 @@ import { parseHostPort } from "../sip/uri.ts";
 const DURATION = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** A duration string (`500ms`, `10s`, `2m`, `1h`) → milliseconds. */
+/** Longest duration: what JavaScript timers can wait (2^31 - 1 ms, about 24.8 days). */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** A duration string (`500ms`, `10s`, `2m`, `1h`) → milliseconds (0 allowed). */
 export const durationSchema = z.string().regex(DURATION, "a duration like 500ms, 10s or 2m")
   .transform((text) => {
     const m = DURATION.exec(text)!;
     return Math.round(Number(m[1]) * UNIT_MS[m[2]]);
-  });
+  })
+  .refine((ms) => ms <= MAX_DURATION_MS, "at most 24 days (596h)");
+
+/** A duration that must be more than zero (a timeout of 0 would fail everything at once). */
+export const positiveDurationSchema = durationSchema.refine(
+  (ms) => ms > 0,
+  "more than 0 (a duration like 500ms, 10s or 2m)",
+);
 
 /** A `sip:` or `sips:` URI. */
 export const sipUriSchema = z.string().refine(

@@ -115,12 +115,16 @@ export class Connection {
   /** Bytes in #chunks (waiting behind the write in flight). */
   #waitingBytes = 0;
   #writing = false;
+  /** A write has been handed to the socket and has not completed: async mode. */
+  #writePending = false;
   /** Messages in the write in flight. */
   #inFlight = 0;
   /** Why the connection closed (reported for the write in flight when it fails). */
   #failure: FailureReason = "closed";
   /** Whether the peer closed it (then the write in flight is sent again, outbound). */
   #closedByPeer = false;
+  /** Unsent data held back until the write in flight settles, to keep the order. */
+  #heldUnsent: UnsentData | undefined;
   #closeAfterFlush = false;
   #drainWaiters: (() => void)[] = [];
 
@@ -141,9 +145,9 @@ export class Connection {
     return this.#queuedBytes;
   }
 
-  /** True while a write is in flight (async mode). */
+  /** True while a write the kernel has not completed is pending (async mode). */
   get asyncMode(): boolean {
-    return this.#writing;
+    return this.#writePending;
   }
 
   /** Attaches the connected socket and starts reading and writing. */
@@ -170,7 +174,7 @@ export class Connection {
    */
   send(bytes: Uint8Array, onFail?: FailHandler): SendResult {
     if (this.state === "closed") return "closed";
-    if (this.#writing || this.state === "connecting") {
+    if (this.#writePending || this.state === "connecting") {
       // Async mode (behind a write the kernel has not completed, or a connect): limited.
       // conn_wq_max bounds what waits behind a pending write — a peer that stopped reading —
       // but not what waits for a connect (connect_timeout bounds that) nor a message alone
@@ -243,13 +247,15 @@ export class Connection {
     this.#waitingBytes = 0;
     this.#chunks = [];
     this.#failHandlers = [];
-    // What is lost: the queue, and the write in flight (its handlers run when it fails).
-    const lost = { bytes: this.#queuedBytes, messages: this.#inFlight };
-    if (resend && chunks.length > 0) {
-      this.#hooks.onUnsent(this, { chunks, handlers });
+    // What is lost: the queue, and the write in flight (its handlers run when it fails) —
+    // nothing when the peer closed an outbound connection: that all goes out again.
+    const lost = { bytes: 0, messages: 0 };
+    if (resend) {
+      if (this.#writePending) this.#heldUnsent = { chunks, handlers };
+      else if (chunks.length > 0) this.#hooks.onUnsent(this, { chunks, handlers });
     } else {
-      lost.bytes += unwritten;
-      lost.messages += chunks.length;
+      lost.bytes = this.#queuedBytes + unwritten;
+      lost.messages = this.#inFlight + chunks.length;
       for (const handler of handlers) handler?.(failure);
     }
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
@@ -261,9 +267,14 @@ export class Connection {
     this.lastActivity = this.lastRead = Date.now();
     this.pingSentAt = 0;
     this.wroteSinceRead = false;
-    this.#framer.feed(chunk, (frame) => this.#hooks.onFrame(this, frame));
+    let frames = 0;
+    this.#framer.feed(chunk, (frame) => {
+      frames++;
+      this.#hooks.onFrame(this, frame);
+    });
+    // The read timeout runs per message: from the read that started the incomplete one.
     if (this.#framer.buffered === 0) this.partialSince = 0;
-    else if (this.partialSince === 0) this.partialSince = this.lastRead;
+    else if (this.partialSince === 0 || frames > 0) this.partialSince = this.lastRead;
   }
 
   #startWriter(): void {
@@ -286,7 +297,9 @@ export class Connection {
       let offset = 0;
       try {
         while (offset < data.length) {
+          this.#writePending = true;
           const n = await socket.write(offset === 0 ? data : data.subarray(offset));
+          this.#writePending = false;
           offset += n;
           this.#queuedBytes -= n;
           this.#shared.releaseQueued(n);
@@ -300,12 +313,20 @@ export class Connection {
         const rest = data.length - offset;
         this.#queuedBytes -= rest;
         this.#shared.releaseQueued(rest);
-        this.#writing = false;
+        this.#writing = this.#writePending = false;
         this.#inFlight = 0;
         if ((this.state as ConnectionState) === "closed") {
-          const resend = this.#closedByPeer;
-          if (resend) this.#hooks.onUnsent(this, { chunks, handlers });
-          else for (const handler of handlers) handler?.(this.#failure);
+          if (this.#closedByPeer) {
+            // In order: this batch, then what was queued behind it (held back by #close).
+            const held = this.#heldUnsent ?? { chunks: [], handlers: [] };
+            this.#heldUnsent = undefined;
+            this.#hooks.onUnsent(this, {
+              chunks: [...chunks, ...held.chunks],
+              handlers: [...handlers, ...held.handlers],
+            });
+          } else {
+            for (const handler of handlers) handler?.(this.#failure);
+          }
         } else {
           const resend = this.direction === "out";
           // Put the batch back in front (re-counted) so that #close hands it over with the rest.
@@ -321,6 +342,13 @@ export class Connection {
     }
     this.#writing = false;
     this.#inFlight = 0;
+    if (this.#heldUnsent !== undefined) {
+      // Closed by the peer while the last write was pending, and that write went through:
+      // what waited behind it goes out again elsewhere.
+      const held = this.#heldUnsent;
+      this.#heldUnsent = undefined;
+      this.#hooks.onUnsent(this, held);
+    }
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
     if (this.#closeAfterFlush) this.close("closed after error response");
   }

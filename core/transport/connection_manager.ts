@@ -20,6 +20,9 @@ import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
 
 const log = getLogger(["sipedge", "transport"]);
 
+/** Blacklist size cap when the blacklist plugin is off (entries then come from the control API). */
+export const DEFAULT_BLACKLIST_ENTRIES = 10_000;
+
 /** Ids are `sequence * MAX_WORKERS + workerId`: unique in the process, no coordination. */
 export const MAX_WORKERS = 256;
 
@@ -80,7 +83,9 @@ export class ConnectionManager {
   constructor(options: ConnectionManagerOptions) {
     this.#options = options;
     this.policy = options.policy;
-    this.blacklist = new BlacklistTable(options.policy.blacklist?.max_entries ?? 1);
+    this.blacklist = new BlacklistTable(
+      options.policy.blacklist?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
+    );
     let slot = 0;
     for (const name of options.transports.keys()) this.#slots.set(name, slot++);
   }
@@ -117,7 +122,11 @@ export class ConnectionManager {
   /** Sends to a destination over a reused or new connection; failures go to `onFail`. */
   sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
     const transport = this.#options.transports.get(destination.transport);
-    if (transport === undefined) return void onFail?.("connect_failed");
+    if (transport === undefined) {
+      this.#options.counters.inc("connect_failed");
+      const key = `${destination.transport}:${destination.host}:${destination.port}`;
+      return this.#failMessage(key, "connect_failed", onFail);
+    }
     const port = destination.port || transport.defaultPort;
     const key = destinationKey(destination.transport, destination.host, port);
     if (this.blacklist.size > 0 && this.blacklist.get(key, Date.now()) !== undefined) {
@@ -159,10 +168,13 @@ export class ConnectionManager {
       if (c.state === "closed") continue;
       if (c.state === "open" && c.asyncMode && now - c.progressAt > t.send_timeout) {
         this.#fail(c, "send_timeout", `no write progress for ${t.send_timeout} ms`);
+      } else if (c.state === "connecting" && now - c.createdAt > t.connect_timeout + 1000) {
+        // Safety net: the transport should have honoured the connect's abort signal.
+        this.#fail(c, "connect_timeout", `not connected after ${t.connect_timeout} ms`);
       } else if (c.partialSince !== 0 && now - c.partialSince > t.message_read_timeout) {
         this.#options.counters.inc("read_timeouts");
         c.close("message read timeout");
-      } else if (c.state === "open" && now - c.lastActivity > t.idle_timeout) {
+      } else if (c.state === "open" && !c.asyncMode && now - c.lastActivity > t.idle_timeout) {
         this.#options.counters.inc("idle_closed");
         c.close("idle timeout");
       } else if (c.direction === "out" && c.state === "open" && t.keepalive_interval > 0) {
@@ -224,8 +236,13 @@ export class ConnectionManager {
       return this.#failMessage(key, "connection_limit", onFail);
     }
     const connection = this.#create(name, "out", { hostname: host, port });
+    if (connection.send(bytes, onFail) !== "queued") {
+      // wq_max is full: do not open a connection with nothing to send.
+      this.#options.counters.inc("queue_full");
+      connection.close("nothing to send: wq_max reached");
+      return this.#failMessage(key, "queue_full", onFail);
+    }
     this.#byKey.set(key, connection);
-    connection.send(bytes, onFail);
     this.#options.counters.inc("connections_opened");
     transport.connect({
       hostname: host,
@@ -298,13 +315,14 @@ export class ConnectionManager {
   }
 
   /** Closes a connection because of a failure, reports it and blacklists per policy. */
-  #fail(connection: Connection, reason: FailureReason, detail: string): void {
+  #fail(connection: Connection, reason: FailureReason, detail: string, refused = 0): void {
     const key = keyOf(connection);
     this.#options.counters.inc(COUNTER[reason]);
     const blacklisted = this.#blacklist(key, reason);
     // Drop it from the reuse table first: failure handlers may send to the same destination.
     if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
     const lost = connection.fail(`${reason}: ${detail}`, reason);
+    lost.messages += refused; // the message that could not even be queued
     log.warn(
       "send failure {reason} to {destination} on connection {id}: {detail}; {bytes} bytes ({messages} messages) lost; blacklisted: {blacklisted}",
       {
@@ -331,7 +349,7 @@ export class ConnectionManager {
   #queueFull(connection: Connection, key: string, onFail: FailHandler | undefined): void {
     onFail?.("queue_full");
     if (this.policy.limits.on_queue_full === "close") {
-      this.#fail(connection, "queue_full", "write queue limit reached");
+      this.#fail(connection, "queue_full", "write queue limit reached", 1);
     } else {
       this.#options.counters.inc("queue_full");
       log.warn("send failure queue_full to {destination} on connection {id}: message dropped", {
