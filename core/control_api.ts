@@ -108,7 +108,13 @@ async function route(
     if (method === "POST") return addEntry(supervisor, request);
   }
   if (method === "DELETE" && path.startsWith("/blacklist/")) {
-    const key = normalizeKey(decodeURIComponent(path.slice("/blacklist/".length)));
+    let raw: string;
+    try {
+      raw = decodeURIComponent(path.slice("/blacklist/".length));
+    } catch {
+      return json({ error: "malformed percent-encoding in the path" }, 400);
+    }
+    const key = normalizeKey(raw);
     if (key === undefined) return json({ error: "expected TRANSPORT:HOST:PORT" }, 400);
     const existed = supervisor.blacklistDelete(key);
     return json({ deleted: existed, key }, existed ? 200 : 404);
@@ -122,6 +128,9 @@ async function addEntry(supervisor: Supervisor, request: Request): Promise<Respo
     body = await request.json();
   } catch {
     return json({ error: "body must be JSON" }, 400);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return json({ error: "body must be a JSON object" }, 400);
   }
   const key = typeof body.destination === "string" ? normalizeKey(body.destination) : undefined;
   if (key === undefined) {

@@ -3,13 +3,14 @@
  * categories under `sipedge` (`sipedge.proxy`, `sipedge.transport`, `sipedge.plugin.NAME`).
  * @module
  */
-import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
+import { configure, getConsoleSink, getTextFormatter, type LogLevel } from "@logtape/logtape";
 
 /** Configures logging for this thread; call again to change the level. */
 export async function setupLogging(level: LogLevel): Promise<void> {
   await configure({
     reset: true,
-    sinks: { console: getConsoleSink() },
+    // Strings bare (not quoted): log lines read as sentences and grep well.
+    sinks: { console: getConsoleSink({ formatter: getTextFormatter({ value: "bare" }) }) },
     loggers: [
       { category: "sipedge", lowestLevel: level, sinks: ["console"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },

@@ -10,14 +10,14 @@ import type { PluginDefinition } from "../core/plugin/types.ts";
 import type { LimitSettings } from "../core/policy/settings.ts";
 
 const config = z.strictObject({
-  conn_wq_max: z.int().min(1024).max(1 << 30).default(32 * 1024).describe(
-    "Bytes that may wait in sipedge's queue for one connection (beyond what the kernel took).",
+  conn_wq_max: z.int().min(1024).max(1 << 30).default(256 * 1024).describe(
+    "Bytes that may wait in sipedge's queue for one connection: behind a write the kernel has not completed, or for a connect. A message alone always goes.",
   ),
   wq_max: z.int().min(1024).max(1 << 30).default(10 * 1024 * 1024).describe(
-    "Bytes that may wait in sipedge's queues over all connections of all workers.",
+    "Bytes that may wait in sipedge's queues over all connections of all workers (direct writes on their way to the kernel are counted in the gauge but never refused).",
   ),
-  on_queue_full: z.enum(["close", "drop"]).default("close").describe(
-    "Over a queue limit the send fails and is reported. `close` (default, as Kamailio and the seed design do) also closes the connection and blacklists the destination: a peer whose kernel buffer and our queue are both full has stopped reading. `drop` fails only the message.",
+  on_queue_full: z.enum(["drop", "close"]).default("drop").describe(
+    "Over a queue limit the send fails and is reported (503). `drop` (default) fails only that message: a burst on a busy upstream connection must not cost the connection, and a peer that really stopped reading is closed and blacklisted by send_timeout. `close` (Kamailio's behaviour) also closes the connection and blacklists the destination at once.",
   ),
   max_connections: z.int().min(1).max(1_000_000).default(2048).describe(
     "Open connections per transport (inbound and outbound, all workers).",

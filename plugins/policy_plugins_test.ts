@@ -115,9 +115,9 @@ Deno.test("timeouts plugin: config", async (t) => {
 Deno.test("limits plugin: config", async (t) => {
   await t.step("defaults", () => {
     assert.deepEqual(limits.config.parse({}), {
-      conn_wq_max: 32 * 1024,
+      conn_wq_max: 256 * 1024,
       wq_max: 10 * 1024 * 1024,
-      on_queue_full: "close",
+      on_queue_full: "drop",
       max_connections: 2048,
       max_connections_per_ip: 1024,
       max_message_size: 65535,
@@ -150,7 +150,7 @@ Deno.test("limits plugin: config", async (t) => {
       /expected number, received string/,
     );
     assert.deepEqual(rejected(limits, { on_queue_full: "block" }), [
-      'on_queue_full: Invalid option: expected one of "close"|"drop"',
+      'on_queue_full: Invalid option: expected one of "drop"|"close"',
     ]);
     assert.match(rejected(limits, { max_connections_per_ip: 0 })[0], />=1/);
     assert.match(rejected(limits, { max_message_size: 100 })[0], />=1024/);
@@ -252,7 +252,7 @@ Deno.test("resolveConfig: policy plugins", async (t) => {
     assert.deepEqual(errors, [
       "test.toml:4: plugins.timeouts.send_timeout: expected string, received number",
       "test.toml:5: plugins.timeouts.idle: unknown key",
-      'test.toml:7: plugins.limits.on_queue_full: expected one of "close"|"drop"',
+      'test.toml:7: plugins.limits.on_queue_full: expected one of "drop"|"close"',
       "test.toml:8: plugins.limits.conn_wq_max: Too small: expected number to be >=1024",
       "test.toml:10: plugins.blacklist.reasons[0]: expected one of " +
       BLACKLIST_REASONS.map((r) => `"${r}"`).join("|"),

@@ -115,8 +115,13 @@ export class Connection {
   /** Bytes in #chunks (waiting behind the write in flight). */
   #waitingBytes = 0;
   #writing = false;
-  /** A write has been handed to the socket and has not completed: async mode. */
+  /** A write has been handed to the socket and has not completed. */
   #writePending = false;
+  /**
+   * The kernel did not take all of a write (it returned fewer bytes than given): the seed's
+   * async mode, where queued data counts against conn_wq_max. Ends when the queue drains.
+   */
+  #kernelFull = false;
   /** Messages in the write in flight. */
   #inFlight = 0;
   /** Why the connection closed (reported for the write in flight when it fails). */
@@ -145,8 +150,13 @@ export class Connection {
     return this.#queuedBytes;
   }
 
-  /** True while a write the kernel has not completed is pending (async mode). */
+  /** Async mode: the kernel did not take all of a write, and the queue has not drained yet. */
   get asyncMode(): boolean {
+    return this.#kernelFull;
+  }
+
+  /** A write is pending (send_timeout measures its progress). */
+  get writePending(): boolean {
     return this.#writePending;
   }
 
@@ -174,19 +184,22 @@ export class Connection {
    */
   send(bytes: Uint8Array, onFail?: FailHandler): SendResult {
     if (this.state === "closed") return "closed";
-    if (this.#writePending || this.state === "connecting") {
-      // Async mode (behind a write the kernel has not completed, or a connect): limited.
-      // conn_wq_max bounds what waits behind a pending write — a peer that stopped reading —
-      // but not what waits for a connect (connect_timeout bounds that) nor a message alone
-      // (one message larger than conn_wq_max must still go). wq_max bounds it all.
+    if (this.#kernelFull || this.state === "connecting") {
+      // Async mode (the kernel did not take all of a write, or a connect is under way):
+      // conn_wq_max bounds what waits on this connection (a message alone always goes, even if
+      // larger) and wq_max what waits on all connections together.
       const limits = this.#limits();
-      if (
-        this.state === "open" && this.#waitingBytes > 0 &&
-        this.#waitingBytes + bytes.length > limits.connWqMax
-      ) return "queue_full";
+      if (this.#waitingBytes > 0 && this.#waitingBytes + bytes.length > limits.connWqMax) {
+        return "queue_full";
+      }
       if (!this.#shared.reserveQueued(bytes.length, limits.wqMax)) return "queue_full";
+    } else if (this.#writePending) {
+      // Behind a write the kernel is taking: not refused by conn_wq_max (a burst that the
+      // kernel will take is no sign of a slow peer), but the process-wide wq_max holds.
+      if (!this.#shared.reserveQueued(bytes.length, this.#limits().wqMax)) return "queue_full";
     } else {
-      // Direct: straight to the kernel on the next microtask; counted, never refused.
+      // Direct: handed to the kernel on the next microtask. Counted in the gauge until the
+      // kernel took it, never refused (it is not waiting in a queue).
       this.#shared.reserveQueued(bytes.length, Infinity);
     }
     this.#chunks.push(bytes);
@@ -301,6 +314,7 @@ export class Connection {
           const n = await socket.write(offset === 0 ? data : data.subarray(offset));
           this.#writePending = false;
           offset += n;
+          if (offset < data.length) this.#kernelFull = true;
           this.#queuedBytes -= n;
           this.#shared.releaseQueued(n);
           this.lastActivity = this.progressAt = Date.now();
@@ -341,6 +355,7 @@ export class Connection {
       }
     }
     this.#writing = false;
+    this.#kernelFull = false;
     this.#inFlight = 0;
     if (this.#heldUnsent !== undefined) {
       // Closed by the peer while the last write was pending, and that write went through:

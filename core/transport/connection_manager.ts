@@ -166,7 +166,7 @@ export class ConnectionManager {
     const t = this.policy.timeouts;
     for (const c of this.#connections.values()) {
       if (c.state === "closed") continue;
-      if (c.state === "open" && c.asyncMode && now - c.progressAt > t.send_timeout) {
+      if (c.state === "open" && c.writePending && now - c.progressAt > t.send_timeout) {
         this.#fail(c, "send_timeout", `no write progress for ${t.send_timeout} ms`);
       } else if (c.state === "connecting" && now - c.createdAt > t.connect_timeout + 1000) {
         // Safety net: the transport should have honoured the connect's abort signal.
@@ -174,7 +174,9 @@ export class ConnectionManager {
       } else if (c.partialSince !== 0 && now - c.partialSince > t.message_read_timeout) {
         this.#options.counters.inc("read_timeouts");
         c.close("message read timeout");
-      } else if (c.state === "open" && !c.asyncMode && now - c.lastActivity > t.idle_timeout) {
+      } else if (
+        c.state === "open" && !c.writePending && now - c.lastActivity > t.idle_timeout
+      ) {
         this.#options.counters.inc("idle_closed");
         c.close("idle timeout");
       } else if (c.direction === "out" && c.state === "open" && t.keepalive_interval > 0) {
@@ -231,19 +233,26 @@ export class ConnectionManager {
   ): void {
     if (this.#stopping) return void onFail?.("closed");
     const slot = this.#slots.get(name)!;
-    if (!this.#options.shared.reserveConnection(slot, this.policy.limits.max_connections)) {
-      this.#options.counters.inc("connection_limit");
+    const { shared, counters } = this.#options;
+    if (!shared.reserveQueued(bytes.length, this.policy.limits.wq_max)) {
+      // wq_max is full: no connection is opened for data that could not wait in it.
+      counters.inc("queue_full");
+      return this.#failMessage(key, "queue_full", onFail);
+    }
+    shared.releaseQueued(bytes.length); // reserved again by send() below
+    if (!shared.reserveConnection(slot, this.policy.limits.max_connections)) {
+      counters.inc("connection_limit");
       return this.#failMessage(key, "connection_limit", onFail);
     }
     const connection = this.#create(name, "out", { hostname: host, port });
+    this.#options.counters.inc("connections_opened");
     if (connection.send(bytes, onFail) !== "queued") {
-      // wq_max is full: do not open a connection with nothing to send.
-      this.#options.counters.inc("queue_full");
+      // Another worker took the last of wq_max since the check above.
+      counters.inc("queue_full");
       connection.close("nothing to send: wq_max reached");
       return this.#failMessage(key, "queue_full", onFail);
     }
     this.#byKey.set(key, connection);
-    this.#options.counters.inc("connections_opened");
     transport.connect({
       hostname: host,
       port,
@@ -394,7 +403,7 @@ export class ConnectionManager {
 
   #keepalive(c: Connection, now: number, t: TimeoutSettings): void {
     if (c.pingSentAt === 0) {
-      if (now - c.lastRead > t.keepalive_interval && !c.asyncMode) c.ping();
+      if (now - c.lastRead > t.keepalive_interval && !c.writePending) c.ping();
       return;
     }
     if (now - c.pingSentAt <= t.keepalive_timeout) return;

@@ -651,7 +651,9 @@ Deno.test("ConnectionManager: queue limits", async (t) => {
     const s = setup({ limits: { conn_wq_max: 1024, on_queue_full: "close" }, blacklist: {} });
     s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
     const socket = s.transport.connects[0].resolve();
-    await tick(); // "first" in flight, pending
+    await tick(); // "first" in flight
+    socket.complete(1); // the kernel takes 1 byte: async mode
+    await tick(); // the rest pending
     const id = s.manager.list()[0].id;
     s.manager.sendTo(D1, new Uint8Array(1000), s.onFail("q1"));
     s.manager.sendTo(D1, new Uint8Array(24), s.onFail("q2"));
@@ -675,6 +677,8 @@ Deno.test("ConnectionManager: queue limits", async (t) => {
     const s = setup({ limits: { conn_wq_max: 1024, on_queue_full: "drop" }, blacklist: {} });
     s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
     const socket = s.transport.connects[0].resolve();
+    await tick();
+    socket.complete(1); // the kernel takes 1 byte: async mode
     await tick();
     const id = s.manager.list()[0].id;
     s.manager.sendTo(D1, new Uint8Array(1024), s.onFail("q1"));
@@ -705,7 +709,9 @@ Deno.test("ConnectionManager: queue limits", async (t) => {
     const socket = inbound();
     s.manager.accept("tcp", socket);
     const id = s.manager.list()[0].id;
-    s.manager.sendOn(id, bytes("a"));
+    s.manager.sendOn(id, bytes("ab"));
+    await tick();
+    socket.complete(1); // the kernel takes 1 byte: async mode
     await tick();
     assert.equal(s.manager.sendOn(id, new Uint8Array(2000)), true);
     assert.equal(s.manager.sendOn(id, new Uint8Array(1)), true, "reported, not another path");
