@@ -31,7 +31,7 @@ $DENO run --allow-net "$REPO/scripts/slow_peer.ts" "$SLOW" > "$WORK/slow.log" 2>
 cat > "$WORK/sipedge.toml" <<TOML
 [sipedge]
 workers = $WORKERS
-log_level = "error"
+log_level = "warning"
 [[listen]]
 address = "tcp:127.0.0.1:$PROXY"
 [plugins.tcp]
