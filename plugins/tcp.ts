@@ -44,6 +44,10 @@ class TcpSocket implements StreamSocket {
   }
 
   async #readLoop(onData: (chunk: Uint8Array) => void): Promise<void> {
+    // One buffer per connection, not one per worker: every connection keeps a read pending, and
+    // the runtime fills a pending read's buffer when its data arrives, possibly for several
+    // connections before any of their continuations run — a shared buffer would be overwritten.
+    // Only the pages a read touches are committed, so an idle connection costs about one page.
     const buffer = new Uint8Array(this.#bufferSize);
     try {
       while (true) {
