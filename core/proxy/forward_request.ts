@@ -30,7 +30,7 @@ import { formatHostPort, parseSipUri, type SipUri } from "../sip/uri.ts";
 import { type Destination, destinationOf } from "../transport/destination.ts";
 import type { RouteResult } from "../plugin/types.ts";
 import { failureReply, reasonHeader } from "../policy/failure.ts";
-import { hash64 } from "./hash.ts";
+import { hash64 } from "../sip/hash.ts";
 import type { MessageSource, ProxyHost } from "./proxy_host.ts";
 
 /** Max-Forwards added to requests that have none (RFC 3261 §16.6 step 3). */
@@ -51,7 +51,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     host.count("requests_rejected");
     if (isAck) return; // never answer an ACK (RFC 3261 §17.2.1)
     host.count("local_replies");
-    source.reply(buildReply(head, status, reason, { headers, toTag: toTagFor(head) }));
+    source.reply(buildReply(head, status, reason, { headers }));
   };
 
   if (head.error !== undefined) return reject(400, head.error);
@@ -66,6 +66,8 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
 
   let uri: SipUri | undefined = parseSipUri(head.uri);
   if (uri === undefined && /^sips?:/i.test(head.uri)) return reject(400, "Malformed Request-URI");
+  // §19.1.1: header parameters are not allowed in a Request-URI (RFC 4475 escruri).
+  if (uri?.hasHeaders) return reject(400, "Headers in Request-URI");
 
   // Max-Forwards (§16.3 step 3)
   const mfField = findHeader(head, "max-forwards");
@@ -199,7 +201,6 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     const reply = failureReply(failure);
     source.reply(buildReply(head, reply.status, reply.reason, {
       headers: [reasonHeader(failure)],
-      toTag: toTagFor(head),
     }));
   });
 }
@@ -212,7 +213,7 @@ function answer(
   reason: string,
 ) {
   host.count("local_replies");
-  source.reply(buildReply(head, status, reason, { toTag: toTagFor(head) }));
+  source.reply(buildReply(head, status, reason));
 }
 
 /** The checks of §16.3 step 1 that a stateless proxy needs to route and reply. */
@@ -361,26 +362,21 @@ export function statelessBranch(head: SipHead, topVia: Via): string {
   return `z9hG4bK${hash64(key)}`;
 }
 
-/** A stable To tag for replies sipedge generates (equal for retransmissions). */
-function toTagFor(head: SipHead): string {
-  const callId = findHeader(head, "call-id");
-  const from = findHeader(head, "from");
-  const via = findHeader(head, "via");
-  const key = `${callId ? headerValue(head, callId) : ""}|${from ? headerValue(head, from) : ""}|${
-    via ? headerValue(head, via) : ""
-  }`;
-  return hash64(key).slice(0, 12);
-}
-
-/** The sender's Via value with received and rport set, or undefined when unchanged. */
+/**
+ * The sender's Via value with received and rport set (§18.2.1, RFC 3581), or undefined when
+ * unchanged. A `received` the sender wrote itself is replaced: it must name the real source.
+ */
 function withReceived(value: string, via: Via, source: MessageSource): string | undefined {
   const rport = via.params.get("rport");
-  const needsReceived = bareIp(via.host) !== source.hostname || rport !== undefined;
-  if (!needsReceived && rport === undefined) return undefined;
+  const needsReceived = bareIp(via.host) !== source.hostname || rport !== undefined ||
+    via.params.has("received");
+  if (!needsReceived) return undefined;
   let out = value;
   if (rport === "") out = out.replace(/;[ \t]*rport(?=[ \t]*(;|$))/i, `;rport=${source.port}`);
-  if (needsReceived && !via.params.has("received")) {
-    const ip = source.hostname.includes(":") ? `[${source.hostname}]` : source.hostname;
+  const ip = source.hostname.includes(":") ? `[${source.hostname}]` : source.hostname;
+  if (via.params.has("received")) {
+    out = out.replace(/;[ \t]*received[ \t]*=[ \t]*[^;]*/i, `;received=${ip}`);
+  } else {
     out += `;received=${ip}`;
   }
   return out === value ? undefined : out;

@@ -119,9 +119,12 @@ export function parseVia(value: string): Via | undefined {
   };
 }
 
-/** sent-protocol SP sent-by *(;param), white space allowed around `/` and `:` (§25.1). */
+/**
+ * sent-protocol LWS sent-by *(;param), white space allowed around `/` and `:` (§25.1); `\s`
+ * so that a folded value (CRLF + white space) parses too.
+ */
 const VIA =
-  /^SIP[ \t]*\/[ \t]*2\.0[ \t]*\/[ \t]*([A-Za-z0-9-]+)[ \t]+(\[[^\]\s]*\]|[^;:\s]+)(?:[ \t]*:[ \t]*([0-9]+))?[ \t]*(;.*)?$/is;
+  /^SIP\s*\/\s*2\.0\s*\/\s*([A-Za-z0-9-]+)\s+(\[[^\]\s]*\]|[^;:\s]+)(?:\s*:\s*([0-9]+))?\s*(;.*)?$/is;
 
 /** The URI inside a name-addr (`"Bob" <sip:…>;p`) or addr-spec value, with header params. */
 export interface NameAddr {

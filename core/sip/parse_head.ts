@@ -132,7 +132,8 @@ function parseStartLine(head: SipHead, line: string): void {
 function readContentLength(head: SipHead): void {
   for (const field of head.headers) {
     if (field.name !== "content-length") continue;
-    const raw = head.text.slice(field.valueStart, field.valueEnd);
+    let raw = head.text.slice(field.valueStart, field.valueEnd);
+    if (field.folded) raw = raw.replace(/[ \t]*\r?\n[ \t]+/g, " ").trim();
     const value = /^[0-9]{1,10}$/.test(raw) ? Number(raw) : CONTENT_LENGTH_INVALID;
     if (
       value === CONTENT_LENGTH_INVALID || (head.contentLength >= 0 && head.contentLength !== value)

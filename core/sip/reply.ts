@@ -8,12 +8,16 @@
 import { findHeader, headerValue, type SipHead } from "./head.ts";
 import { latin1Encode } from "./latin1.ts";
 import { tagOf } from "./header_values.ts";
+import { hash64 } from "./hash.ts";
 
 /** Options for {@link buildReply}. */
 export interface ReplyOptions {
   /** Extra header lines, without CRLF (e.g. `Reason: SIP;cause=503;text="…"`). */
   headers?: string[];
-  /** To tag to add when the request's To has none (a stable value keeps retransmissions equal). */
+  /**
+   * To tag to add when the request's To has none; by default a hash of Call-ID, From and the
+   * top Via, so that a retransmission gets the same tag (§8.2.6.2: every response but 100).
+   */
   toTag?: string;
 }
 
@@ -33,11 +37,20 @@ export function buildReply(
   for (const name of COPIED) {
     const field = findHeader(request, name);
     if (field !== undefined) text += `${HEADER_NAMES[name]}: ${headerValue(request, field)}\r\n`;
-    if (name === "from") text += toLine(request, status, options.toTag);
+    if (name === "from") text += toLine(request, status, options.toTag ?? stableToTag(request));
   }
   for (const line of options.headers ?? []) text += `${line}\r\n`;
   text += "Server: sipedge\r\nContent-Length: 0\r\n\r\n";
   return latin1Encode(text);
+}
+
+/** A To tag equal for retransmissions of one request. */
+export function stableToTag(head: SipHead): string {
+  const value = (name: string) => {
+    const field = findHeader(head, name);
+    return field === undefined ? "" : headerValue(head, field);
+  };
+  return hash64(`${value("call-id")}|${value("from")}|${value("via")}`).slice(0, 12);
 }
 
 const HEADER_NAMES: Record<string, string> = { from: "From", "call-id": "Call-ID", cseq: "CSeq" };

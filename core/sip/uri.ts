@@ -15,6 +15,8 @@ export interface SipUri {
   port: number;
   /** URI parameters, names lower case; a parameter without value maps to `""`. */
   params: Map<string, string>;
+  /** Whether the URI has `?header=value` parts (allowed in Contact/Refer-To, not a Request-URI). */
+  hasHeaders: boolean;
 }
 
 const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*|[0-9.]+)$/;
@@ -37,7 +39,8 @@ export function parseSipUri(text: string): SipUri | undefined {
     rest = rest.slice(at + 1);
   }
   const q = rest.indexOf("?");
-  if (q >= 0) rest = rest.slice(0, q);
+  const hasHeaders = q >= 0;
+  if (hasHeaders) rest = rest.slice(0, q);
   const semi = rest.indexOf(";");
   const hostPort = semi < 0 ? rest : rest.slice(0, semi);
   const parsed = parseHostPort(hostPort);
@@ -51,7 +54,7 @@ export function parseSipUri(text: string): SipUri | undefined {
       else params.set(part.slice(0, eq).toLowerCase(), part.slice(eq + 1));
     }
   }
-  return { scheme, user, host: parsed.host, port: parsed.port, params };
+  return { scheme, user, host: parsed.host, port: parsed.port, params, hasHeaders };
 }
 
 /** Parses `host[:port]` (IPv6 in brackets); undefined when malformed. Host is lower case. */

@@ -11,6 +11,7 @@ Deno.test("parseSipUri: host only", () => {
     host: "example.com",
     port: 0,
     params: new Map(),
+    hasHeaders: false,
   });
 });
 
@@ -23,8 +24,16 @@ Deno.test("parseSipUri: user, port and params", () => {
       host: "atlanta.example.com",
       port: 5070,
       params: new Map([["transport", "TCP"], ["lr", ""], ["maddr", "10.0.0.1"]]),
+      hasHeaders: false,
     },
   );
+});
+
+Deno.test("parseSipUri: headers after the host are flagged (not allowed in a Request-URI)", () => {
+  assert.equal(parseSipUri("sip:user@example.com?Route=%3Csip:example.com%3E")!.hasHeaders, true);
+  const userWithQuestionMark = parseSipUri("sip:alice?x@example.com")!;
+  assert.equal(userWithQuestionMark.user, "alice?x");
+  assert.equal(userWithQuestionMark.hasHeaders, false);
 });
 
 Deno.test("parseSipUri: password is not part of the user", () => {
