@@ -16,6 +16,7 @@ import {
   type SipHead,
 } from "../sip/head.ts";
 import {
+  isNameAddr,
   parseCSeq,
   parseNameAddr,
   parseVia,
@@ -60,7 +61,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   if (problem !== undefined) return reject(400, problem);
   const viaFields = findHeaders(head, "via");
   const topViaRange =
-    splitCommaValues(head.text, viaFields[0].valueStart, viaFields[0].valueEnd)[0];
+    splitCommaValues(head.text, viaFields[0].valueStart, viaFields[0].valueEnd, 1)[0];
   const topVia = topViaRange && parseVia(head.text.slice(topViaRange.start, topViaRange.end));
   if (topVia === undefined) return reject(400, "Malformed Via header");
 
@@ -254,8 +255,8 @@ function checkRequiredHeaders(head: SipHead): string | undefined {
   const parsedCSeq = parseCSeq(getValue(head, "cseq"));
   if (parsedCSeq === undefined) return "Malformed CSeq header";
   if (parsedCSeq.method !== head.method) return "CSeq method does not match the request method";
-  if (parseNameAddr(getValue(head, "from")) === undefined) return "Malformed From header";
-  if (parseNameAddr(getValue(head, "to")) === undefined) return "Malformed To header";
+  if (!isNameAddr(getValue(head, "from"))) return "Malformed From header";
+  if (!isNameAddr(getValue(head, "to"))) return "Malformed To header";
   if (getValue(head, "call-id") === "") return "Empty Call-ID header";
   return undefined;
 }

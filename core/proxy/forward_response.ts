@@ -29,7 +29,7 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse): vo
   if (head.error !== undefined) return drop(head.error);
   const viaField = findHeader(head, "via");
   if (viaField === undefined) return drop("no Via");
-  const values = splitCommaValues(head.text, viaField.valueStart, viaField.valueEnd);
+  const values = splitCommaValues(head.text, viaField.valueStart, viaField.valueEnd, 2);
   const ours = values[0] && parseVia(head.text.slice(values[0].start, values[0].end));
   if (ours === undefined) return drop("malformed Via");
   const oursTransport = host.transportForVia(ours.transport);
@@ -47,7 +47,7 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse): vo
     edit.remove(viaField.start, viaField.end);
     for (const field of head.headers) {
       if (field.name !== "via" || field === viaField) continue;
-      const next = splitCommaValues(head.text, field.valueStart, field.valueEnd)[0];
+      const next = splitCommaValues(head.text, field.valueStart, field.valueEnd, 1)[0];
       if (next !== undefined) nextText = head.text.slice(next.start, next.end);
       break;
     }

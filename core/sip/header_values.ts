@@ -4,7 +4,7 @@
  * Offsets are kept so the proxy can edit one value of a multi-value line in place.
  * @module
  */
-import { parseHostPort } from "./uri.ts";
+import { isHost } from "./uri.ts";
 
 /** One element of a comma-separated header value: `text.slice(start, end)`. */
 export interface ValueRange {
@@ -16,8 +16,23 @@ export interface ValueRange {
  * Splits `text[start, end)` at commas that are outside quoted strings and `<…>`, trimming
  * white space around each element. Empty elements are skipped.
  */
-export function splitCommaValues(text: string, start: number, end: number): ValueRange[] {
+export function splitCommaValues(
+  text: string,
+  start: number,
+  end: number,
+  limit = Infinity,
+): ValueRange[] {
   const out: ValueRange[] = [];
+  const comma = text.indexOf(",", start);
+  if (comma < 0 || comma >= end) {
+    // The common case, one value: no scan for quotes and brackets needed.
+    let s = start;
+    let e = end;
+    while (s < e && isSpace(text.charCodeAt(s))) s++;
+    while (e > s && isSpace(text.charCodeAt(e - 1))) e--;
+    if (e > s) out.push({ start: s, end: e });
+    return out;
+  }
   let elementStart = start;
   let quoted = false;
   let angle = false;
@@ -36,7 +51,7 @@ export function splitCommaValues(text: string, start: number, end: number): Valu
       let e = Math.min(i, end);
       while (s < e && isSpace(text.charCodeAt(s))) s++;
       while (e > s && isSpace(text.charCodeAt(e - 1))) e--;
-      if (e > s) out.push({ start: s, end: e });
+      if (e > s && out.push({ start: s, end: e }) >= limit) return out;
       elementStart = i + 1;
     }
   }
@@ -108,15 +123,27 @@ export interface Via {
 /** Parses one Via value (`SIP/2.0/TCP host:port;branch=…`); undefined when malformed. */
 export function parseVia(value: string): Via | undefined {
   const m = VIA.exec(value);
-  if (m === null) return undefined;
-  const sentBy = parseHostPort(m[3] === undefined ? m[2] : `${m[2]}:${m[3]}`);
-  if (sentBy === undefined) return undefined;
+  if (m === null || !isHost(m[2])) return undefined;
+  const port = m[3] === undefined ? 0 : Number(m[3]);
+  if (port > 65535 || (m[3] !== undefined && port === 0)) return undefined;
   return {
     transport: m[1].toUpperCase(),
-    host: sentBy.host,
-    port: sentBy.port,
+    host: m[2].toLowerCase(),
+    port,
     params: m[4] === undefined ? new Map() : parseParams(m[4]),
   };
+}
+
+/** Whether a name-addr / addr-spec value is well formed (no allocation of its parameters). */
+export function isNameAddr(value: string): boolean {
+  const lt = findOutsideQuotes(value, 60);
+  if (lt >= 0) {
+    const gt = value.indexOf(">", lt);
+    return gt > lt + 1;
+  }
+  const semi = value.indexOf(";");
+  const uri = (semi < 0 ? value : value.slice(0, semi)).trim();
+  return uri !== "" && !/\s/.test(uri);
 }
 
 /**
@@ -124,7 +151,7 @@ export function parseVia(value: string): Via | undefined {
  * so that a folded value (CRLF + white space) parses too.
  */
 const VIA =
-  /^SIP\s*\/\s*2\.0\s*\/\s*([A-Za-z0-9-]+)\s+(\[[^\]\s]*\]|[^;:\s]+)(?:\s*:\s*([0-9]+))?\s*(;.*)?$/is;
+  /^SIP\s*\/\s*2\.0\s*\/\s*([A-Za-z0-9-]+)\s+(\[[^\]\s]*\]|[^;:\s]+)(?:\s*:\s*([0-9]{1,5}))?\s*(;.*)?$/is;
 
 /** The URI inside a name-addr (`"Bob" <sip:…>;p`) or addr-spec value, with header params. */
 export interface NameAddr {

@@ -8,6 +8,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { allocBytes } from "./bytes.ts";
 
 /** Decodes `bytes[start, end)` as latin1: `result.length === end - start`. */
 export function latin1Decode(bytes: Uint8Array, start = 0, end = bytes.length): string {
@@ -29,7 +30,7 @@ export function latin1Write(text: string, out: Uint8Array, offset: number): numb
 
 /** Encodes `text` (code units <= 0xff) to a new byte array. */
 export function latin1Encode(text: string): Uint8Array {
-  const out = new Uint8Array(text.length);
+  const out = allocBytes(text.length);
   latin1Write(text, out, 0);
   return out;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { latin1Write } from "./latin1.ts";
+import { allocBytes } from "./bytes.ts";
 
 interface Edit {
   start: number;
@@ -45,7 +46,7 @@ export class MessageEdit {
     if (!isSorted(edits)) edits.sort((a, b) => a.start - b.start);
     let size = this.#bytes.length;
     for (const e of edits) size += e.text.length - (e.end - e.start);
-    const out = new Uint8Array(size);
+    const out = allocBytes(size);
     let from = 0;
     let at = 0;
     const bytes = this.#bytes;

@@ -74,6 +74,11 @@ export function parseHostPort(text: string): { host: string; port: number } | un
   return { host: host.toLowerCase(), port };
 }
 
+/** Whether `text` is a host (name, IPv4, or IPv6 reference in brackets). */
+export function isHost(text: string): boolean {
+  return HOST.test(text);
+}
+
 /** Formats a host and port for a URI or Via (`[::1]:5060`, `example.com`). */
 export function formatHostPort(host: string, port: number): string {
   const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;

@@ -19,6 +19,7 @@ import type { FailureReason } from "../policy/failure.ts";
 import type { SharedCounters } from "../policy/shared_counters.ts";
 import { type Frame, StreamFramer } from "../sip/stream_framer.ts";
 import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
+import { allocBytes } from "../sip/bytes.ts";
 
 /** Called for queued data that will never be sent. */
 export type FailHandler = (reason: FailureReason) => void;
@@ -372,7 +373,7 @@ export class Connection {
 function concat(chunks: Uint8Array[]): Uint8Array {
   let size = 0;
   for (const c of chunks) size += c.length;
-  const out = new Uint8Array(size);
+  const out = allocBytes(size);
   let at = 0;
   for (const c of chunks) {
     out.set(c, at);
