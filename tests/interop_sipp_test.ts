@@ -67,7 +67,18 @@ default_route = "${forward}"
 `,
     })
     : await startSipedge({
-      args: ["--listen", `tcp:127.0.0.1:${port}`, "--forward", forward, "--workers", "2"],
+      // --control off: the repo's config.toml (read from the working folder) opens the control
+      // API on 127.0.0.1:8060, which a second sipedge on this machine would already hold.
+      args: [
+        "--listen",
+        `tcp:127.0.0.1:${port}`,
+        "--forward",
+        forward,
+        "--workers",
+        "2",
+        "--control",
+        "off",
+      ],
     });
   return { name: "sipedge", port, output: sipedge.output, stop: sipedge.stop };
 }

@@ -7,7 +7,16 @@ Deno.test("sipedge process: prints its ready line, accepts TCP and stops on SIGT
   const port = freePort();
   const address = `tcp:127.0.0.1:${port}`;
   await using sipedge = await startSipedge({
-    args: ["--listen", address, "--forward", "sip:127.0.0.1:9;transport=tcp", "--workers", "2"],
+    args: [
+      "--listen",
+      address,
+      "--forward",
+      "sip:127.0.0.1:9;transport=tcp",
+      "--workers",
+      "2",
+      "--control",
+      "off",
+    ],
   });
   assert.deepEqual(sipedge.listening, [address], sipedge.readyLine);
   assert.match(sipedge.readyLine, /\(2 workers\)/);

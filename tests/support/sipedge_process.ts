@@ -55,6 +55,11 @@ export interface StartSipedgeOptions {
   config?: string;
   /** Extra environment variables for the child (the parent's environment is inherited). */
   env?: Record<string, string>;
+  /**
+   * The child's working folder (default: the repository root, whose config.toml sipedge reads
+   * when no `--config` is given).
+   */
+  cwd?: string;
   /** How long to wait for the ready line, in ms (default {@linkcode READY_TIMEOUT_MS}). */
   readyTimeoutMs?: number;
 }
@@ -124,7 +129,7 @@ export async function startSipedge(options: StartSipedgeOptions = {}): Promise<S
   try {
     child = new Deno.Command(Deno.execPath(), {
       args,
-      cwd: REPO_ROOT,
+      cwd: options.cwd ?? REPO_ROOT,
       env: { NO_COLOR: "1", ...options.env },
       stdin: "null",
       stdout: "piped",
