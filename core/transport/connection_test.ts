@@ -712,7 +712,10 @@ type Step =
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ op: fc.constant("send" as const), size: fc.integer({ min: 1, max: 40 }) }),
-  fc.record({ op: fc.constant("write" as const), fraction: fc.double({ min: 0, max: 1 }) }),
+  fc.record({
+    op: fc.constant("write" as const),
+    fraction: fc.double({ min: 0, max: 1, noNaN: true }),
+  }),
   fc.record({ op: fc.constant("tick" as const) }),
 );
 

@@ -25,6 +25,30 @@ export const READY_TIMEOUT_MS = 15_000;
 /** How long {@linkcode SipedgeProcess.stop} waits after the signal before it sends SIGKILL. */
 export const STOP_TIMEOUT_MS = 10_000;
 
+/**
+ * Children and temp files still alive, so that a test process that ends without stopping them
+ * (a forgotten `stop()`, an uncaught error) does not leave them behind: on `unload` the children
+ * get SIGKILL and the files are removed. A killed test process cannot clean up.
+ */
+const live = new Map<Deno.ChildProcess, string[]>();
+globalThis.addEventListener("unload", () => {
+  for (const [child, files] of live) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    for (const path of files) {
+      try {
+        Deno.removeSync(path);
+      } catch {
+        // Already removed.
+      }
+    }
+  }
+  live.clear();
+});
+
 /** Collected output above this size keeps only its first and last parts. */
 const MAX_OUTPUT_CHARS = 8 * 1024 * 1024;
 
@@ -188,10 +212,12 @@ export async function startSipedge(options: StartSipedgeOptions = {}): Promise<S
     scan(rest, true);
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  live.set(child, tempFiles);
   // The status resolves after both streams are drained, so output() is complete by then.
   const status = child.status.then(async (s) => {
     await pumps;
     await removeTempFiles();
+    live.delete(child);
     return s;
   });
 
