@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { ConnectionInfo } from "../core/transport/connection_manager.ts";
 import assert from "node:assert/strict";
 import { freePort, type SipedgeProcess, startSipedge } from "./support/sipedge_process.ts";
 import {
@@ -33,20 +34,8 @@ interface BlacklistEntryJson {
   expiresAt: number;
 }
 
-/** A connection as GET /connections lists it. */
-interface ConnectionJson {
-  id: number;
-  worker: number;
-  transport: string;
-  direction: "in" | "out";
-  state: string;
-  local: string;
-  remote: string;
-  asyncMode: boolean;
-  queuedBytes: number;
-  ageMs: number;
-  idleMs: number;
-}
+/** A connection as GET /connections lists it (the JSON of the core's type). */
+type ConnectionJson = ConnectionInfo;
 
 /** GET /counters. */
 interface CountersJson {
