@@ -117,7 +117,7 @@ export class WorkerEngine implements ProxyHost {
     const bound: BoundListener[] = [];
     for (const l of this.#config.listen) {
       const transport = this.#transports.get(l.transport)!;
-      const listener = transport.listen({ hostname: l.hostname, port: l.port });
+      const listener = await transport.listen({ hostname: l.hostname, port: l.port });
       this.#listeners.push(listener);
       const addr = listener.addr;
       bound.push({ transport: l.transport, hostname: addr.hostname, port: addr.port });

@@ -10,7 +10,8 @@ import type { z } from "zod";
 import { configFile, type ListenAddress, parseListenAddress } from "./schema.ts";
 import { locateKey } from "./locate.ts";
 import { ALWAYS_ENABLED, BUILTIN_PLUGINS, loadPlugin } from "../plugin/registry.ts";
-import type { PluginKind } from "../plugin/types.ts";
+import { PluginConfigError, type PluginKind } from "../plugin/types.ts";
+import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../sip/uri.ts";
 
 /** A config that failed validation; `errors` has one line per problem. */
@@ -78,6 +79,7 @@ address = "tcp:127.0.0.1:5060"
 export async function loadConfig(
   path: string | undefined,
   overrides: ConfigOverrides = {},
+  options: ResolveOptions = {},
 ): Promise<ResolvedConfig> {
   let text = DEFAULT_CONFIG_TOML;
   const source = path ?? "(built-in defaults)";
@@ -88,7 +90,13 @@ export async function loadConfig(
       throw new ConfigError([`${path}: cannot read: ${(error as Error).message}`]);
     }
   }
-  return await resolveConfig(text, source, overrides, path);
+  return await resolveConfig(text, source, overrides, path, options);
+}
+
+/** How a config is being resolved. */
+export interface ResolveOptions {
+  /** A reload of the running config (plugins' `prepare` may keep what did not change). */
+  reloading?: boolean;
 }
 
 /** Validates config text; `source` names it in errors, `path` resolves plugin modules. */
@@ -97,6 +105,7 @@ export async function resolveConfig(
   source: string,
   overrides: ConfigOverrides = {},
   path?: string,
+  options: ResolveOptions = {},
 ): Promise<ResolvedConfig> {
   let raw: Record<string, unknown>;
   try {
@@ -170,7 +179,22 @@ export async function resolveConfig(
       collect(result.error.issues, ["plugins", name]);
       continue;
     }
-    plugins.push({ name, kind: def.kind, moduleUrl, config: result.data });
+    let config = result.data;
+    if (def.prepare !== undefined) {
+      try {
+        config = await def.prepare(config, {
+          listeners: listen.filter((l) => l.transport === name),
+          configDir: new URL(".", baseUrl).pathname,
+          reloading: options.reloading ?? false,
+          logger: getLogger(["sipedge", "plugin", name]),
+        });
+      } catch (error) {
+        const keyPath = error instanceof PluginConfigError ? error.path : [];
+        report(["plugins", name, ...keyPath], (error as Error).message);
+        continue;
+      }
+    }
+    plugins.push({ name, kind: def.kind, moduleUrl, config });
   }
   plugins.sort((a, b) => Number(b.kind === "transport") - Number(a.kind === "transport"));
 

@@ -3,8 +3,10 @@
  *
  * A plugin module's default export is a {@link PluginDefinition}. config.toml enables it with a
  * `[plugins.NAME]` table whose keys (other than `module`) are validated by the plugin's zod
- * schema in the supervisor; each reader worker then calls `worker(config, context)` once and
- * uses what it returns.
+ * schema in the supervisor, then built by `prepare` (supervisor, optional: files, certificates);
+ * each reader worker then calls `worker(config, context)` once and uses what it returns. A
+ * reload runs the same steps with the new config and swaps the result in every worker, through
+ * `WorkerPlugin.reload` when the plugin has one, else by a new `worker()` instance.
  * @module
  */
 import type { z } from "zod";
@@ -15,6 +17,7 @@ import type { Destination } from "../transport/destination.ts";
 import type { StreamTransport } from "../transport/types.ts";
 import type { PolicySettings } from "../policy/settings.ts";
 import type { FailureReason } from "../policy/failure.ts";
+import type { ListenAddress } from "../config/schema.ts";
 
 /** What kind of plugin this is. */
 export type PluginKind = "transport" | "router" | "policy";
@@ -28,12 +31,48 @@ export interface PluginDefinition<C = unknown> {
   description: string;
   /** Schema of the plugin's config table (with defaults); errors name the key. */
   config: z.ZodType<C>;
-  /** Runs once in every reader worker, with the validated config. */
-  worker?: (config: C, context: WorkerContext) => WorkerPlugin | Promise<WorkerPlugin>;
+  /**
+   * Builds what workers need from the validated config, in the supervisor, at start, on
+   * `--check-config` and on every reload (before anything is swapped): read files, check
+   * certificates, generate keys. Returns the config the workers get (plain data: it is
+   * structured-cloned to every worker). Throw {@link PluginConfigError} to reject the config
+   * with the key at fault; any other error rejects it naming the plugin's table.
+   */
+  prepare?: (config: C, context: PrepareContext) => C | Promise<C>;
+  /**
+   * What the control API shows for this plugin (`GET /plugins/NAME`), from the prepared
+   * config, in the supervisor. Plain data. Default: the prepared config.
+   */
+  inspect?: (config: C) => unknown;
+  /** Runs once in every reader worker, with the prepared config. */
+  worker?: (config: C, context: WorkerContext) => WorkerPlugin<C> | Promise<WorkerPlugin<C>>;
+}
+
+/** What `prepare` gets. */
+export interface PrepareContext {
+  /** The listeners of this transport (transport plugins; empty for others), as configured. */
+  listeners: ListenAddress[];
+  /** Folder of the config file: relative paths in the plugin's table are relative to it. */
+  configDir: string;
+  /** Whether this is a reload (false at start and for `--check-config`). */
+  reloading: boolean;
+  /** Logger with the plugin's name as category. */
+  logger: Logger;
+}
+
+/** A config problem found by a plugin's `prepare`: `path` is the key under its table. */
+export class PluginConfigError extends Error {
+  /** Key path under `[plugins.NAME]`, e.g. `["domains", 0, "certificate"]`. */
+  readonly path: (string | number)[];
+  constructor(path: (string | number)[], message: string) {
+    super(message);
+    this.name = "PluginConfigError";
+    this.path = path;
+  }
 }
 
 /** What a plugin hands to the worker that loaded it. */
-export interface WorkerPlugin {
+export interface WorkerPlugin<C = unknown> {
   /** A stream transport (transport plugins). */
   transport?: StreamTransport;
   /** A request router (router plugins); routers are asked in config order. */
@@ -46,7 +85,15 @@ export interface WorkerPlugin {
    * failover. Runs on the worker's thread; keep it cheap.
    */
   onSendFailure?: (event: SendFailureEvent) => void;
-  /** Called when the worker stops. */
+  /**
+   * Reload, phase one: build the state for a new config (same plugin, changed table) without
+   * applying it, and return the function that applies it. sipedge calls that function in every
+   * worker once all of them have built theirs (it must not fail), or drops it when any failed —
+   * so a reload applies everywhere or nowhere. Open connections must keep working. Without
+   * `reload`, a changed plugin is replaced by a new `worker()` instance and the old one closed.
+   */
+  reload?(config: C): (() => void) | Promise<() => void>;
+  /** Called when the worker stops, or when a reload removes or replaces this instance. */
   close?: () => void | Promise<void>;
 }
 

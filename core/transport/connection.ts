@@ -156,6 +156,11 @@ export class Connection {
     return this.#kernelFull;
   }
 
+  /** The transport's details for the control API (TLS version, cipher, …), if it has any. */
+  details(): Record<string, string | number | boolean | undefined> | undefined {
+    return this.#socket?.details?.();
+  }
+
   /** A write is pending (send_timeout measures its progress). */
   get writePending(): boolean {
     return this.#writePending;
@@ -312,7 +317,10 @@ export class Connection {
       try {
         while (offset < data.length) {
           this.#writePending = true;
-          const n = await socket.write(offset === 0 ? data : data.subarray(offset));
+          const written = socket.write(offset === 0 ? data : data.subarray(offset));
+          // A buffering socket (TLS) could not hand it all to the kernel: async mode.
+          if (socket.congested === true) this.#kernelFull = true;
+          const n = await written;
           this.#writePending = false;
           offset += n;
           if (offset < data.length) this.#kernelFull = true;

@@ -47,6 +47,8 @@ export interface ConnectionInfo {
   queuedBytes: number;
   ageMs: number;
   idleMs: number;
+  /** Transport details (TLS: version, cipher, sni, peer certificate subject). */
+  details?: Record<string, string | number | boolean | undefined>;
 }
 
 /** Options for a {@link ConnectionManager}. */
@@ -207,6 +209,7 @@ export class ConnectionManager {
       queuedBytes: c.queuedBytes,
       ageMs: now - c.createdAt,
       idleMs: now - c.lastActivity,
+      details: c.details(),
     }));
   }
 

@@ -25,6 +25,17 @@ export interface StreamSocket {
    * caller writes the rest). Stays pending while the peer does not read; `close()` rejects it.
    */
   write(data: Uint8Array): Promise<number>;
+  /**
+   * For sockets that buffer what the kernel did not take (Node-style streams, TLS): true right
+   * after a `write()` that could not be handed to the kernel at once. The connection then
+   * enters async mode (conn_wq_max applies) exactly as when a write resolves short.
+   */
+  readonly congested?: boolean;
+  /**
+   * Transport details for the control API's connection list (TLS: version, cipher, SNI, peer
+   * certificate). Plain data; called rarely.
+   */
+  details?(): Record<string, string | number | boolean | undefined>;
   /** Closes the stream at once; pending writes reject. */
   close(): void;
 }
@@ -55,8 +66,11 @@ export interface StreamTransport {
   readonly secure: boolean;
   /** Port used when a URI has none: 5060, or 5061 for TLS. */
   readonly defaultPort: number;
-  /** Opens a listening socket (with SO_REUSEPORT, so every worker can listen on it). */
-  listen(address: SocketAddress): StreamListener;
+  /**
+   * Opens a listening socket (with SO_REUSEPORT, so every worker can listen on it), bound when
+   * it returns or resolves; accepting starts with `start()`.
+   */
+  listen(address: SocketAddress): StreamListener | Promise<StreamListener>;
   /** Opens an outbound stream. */
   connect(options: ConnectOptions): Promise<StreamSocket>;
 }
