@@ -30,6 +30,21 @@ export interface ListenerInfo {
 type Request = ToWorker extends infer T ? T extends { id: number } ? T : never : never;
 type RequestBody = Request extends infer T ? T extends Request ? Omit<T, "id"> : never : never;
 
+/** What a reload did: applied (with what changed) or refused (with every error). */
+export type ReloadReport =
+  | { ok: true; source: string; changes: string[] }
+  | { ok: false; source: string; errors: string[] };
+
+/** Reload totals, for /status and /metrics. */
+export interface ReloadStats {
+  succeeded: number;
+  failed: number;
+  /** Time of the last reload attempt (ms since epoch; 0 when none). */
+  lastAt: number;
+  /** Errors of the last reload when it failed, else empty. */
+  lastErrors: string[];
+}
+
 /** Runs and stops the reader workers; the global state lives here. */
 export class Supervisor {
   readonly shared = createSharedBuffer();
@@ -40,6 +55,8 @@ export class Supervisor {
   #blacklist: BlacklistTable;
   #nextId = 1;
   #pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
+  /** Reload totals. */
+  readonly reloadStats: ReloadStats = { succeeded: 0, failed: 0, lastAt: 0, lastErrors: [] };
 
   constructor(config: ResolvedConfig) {
     this.#config = config;
@@ -84,6 +101,23 @@ export class Supervisor {
       await this.stop(0);
       throw error;
     }
+  }
+
+  /** The config in force. */
+  get config(): ResolvedConfig {
+    return this.#config;
+  }
+
+  /**
+   * Reloads the config file (SIGHUP, `POST /reload`): parse → validate → build → swap in every
+   * worker → report. Never throws; a refused reload changes nothing.
+   */
+  reload(): Promise<ReloadReport> {
+    return Promise.resolve({
+      ok: false,
+      source: this.#config.source,
+      errors: ["reload is not implemented yet"],
+    });
   }
 
   /** Stops every worker: listeners close, queued data gets up to `timeoutMs` to go out. */
