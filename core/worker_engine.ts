@@ -7,8 +7,13 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ResolvedConfig } from "./config/load.ts";
-import { loadPlugin } from "./plugin/registry.ts";
-import type { Router, SendFailureEvent, WorkerPlugin } from "./plugin/types.ts";
+import type { Router, SendFailureEvent } from "./plugin/types.ts";
+import {
+  buildWorkerPlugins,
+  closeAll,
+  type LoadedPlugin,
+  type PluginBuild,
+} from "./plugin/worker_plugins.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import { SharedCounters } from "./policy/shared_counters.ts";
 import { forwardRequest } from "./proxy/forward_request.ts";
@@ -49,6 +54,34 @@ export interface WorkerEngineOptions {
   onBlacklisted?: (entry: BlacklistEntry) => void;
 }
 
+/** A listener this worker runs. */
+interface ListenerEntry {
+  /** `transport|host|port`: the host as configured, the port as bound. */
+  key: string;
+  name: string;
+  /** The transport instance that opened it (a replaced transport reopens its listeners). */
+  transport: StreamTransport;
+  listener: StreamListener;
+}
+
+/** A reload built in this worker and not yet in force. */
+interface PendingReload {
+  config: ResolvedConfig;
+  plugins: PluginBuild;
+  derived: DerivedPlugins;
+  listeners: ListenerEntry[];
+  /** Listeners opened for this reload (closed if it is aborted). */
+  opened: ListenerEntry[];
+}
+
+/** What the engine takes from its plugins. */
+interface DerivedPlugins {
+  transports: Map<string, StreamTransport>;
+  routers: Router[];
+  policy: EffectivePolicy;
+  failureListeners: ((event: SendFailureEvent) => void)[];
+}
+
 /** The engine of one reader worker. */
 export class WorkerEngine implements ProxyHost {
   readonly workerId: number;
@@ -57,16 +90,20 @@ export class WorkerEngine implements ProxyHost {
 
   #options: WorkerEngineOptions;
   #config: ResolvedConfig;
-  #plugins: WorkerPlugin[] = [];
+  #plugins: LoadedPlugin[] = [];
+  /** Enabled transports; the connection manager holds this same map (updated in place). */
   #transports = new Map<string, StreamTransport>();
   #viaToTransport = new Map<string, string>();
-  #listeners: StreamListener[] = [];
+  /** The plugins' failure listeners; the connection manager holds this same array. */
+  #failureListeners: ((event: SendFailureEvent) => void)[] = [];
+  #listeners: ListenerEntry[] = [];
   #advertised = new Map<string, { host: string; port: number }>();
   #local = new Set<string>();
   #localHostsAnyPort = new Set<string>();
   #connections: ConnectionManager | undefined;
   #sources = new WeakMap<Connection, MessageSource>();
   #sweep: ReturnType<typeof setInterval> | undefined;
+  #pending: PendingReload | undefined;
 
   constructor(options: WorkerEngineOptions) {
     this.#options = options;
@@ -79,73 +116,170 @@ export class WorkerEngine implements ProxyHost {
     return this.#connections!;
   }
 
+  /** The config in force. */
+  get config(): ResolvedConfig {
+    return this.#config;
+  }
+
   /** Loads plugins and starts listening. Returns the bound listeners. */
   async start(): Promise<BoundListener[]> {
-    const policy: Partial<EffectivePolicy> = { blacklist: undefined };
-    const failureListeners: ((event: SendFailureEvent) => void)[] = [];
-    for (const p of this.#config.plugins) {
-      const def = await loadPlugin({ name: p.name, moduleUrl: p.moduleUrl });
-      const instance = await def.worker?.(p.config, {
-        workerId: this.workerId,
-        logger: getLogger(["sipedge", "plugin", p.name]),
-      }) ?? {};
-      this.#plugins.push(instance);
-      if (instance.transport) {
-        this.#transports.set(p.name, instance.transport);
-        this.#viaToTransport.set(instance.transport.viaName.toUpperCase(), p.name);
-      }
-      if (instance.router) this.routers.push(instance.router);
-      if (instance.policy) Object.assign(policy, instance.policy);
-      if (instance.onSendFailure) failureListeners.push(instance.onSendFailure);
-    }
-    if (policy.timeouts === undefined || policy.limits === undefined) {
-      throw new Error("the timeouts and limits policy plugins must be enabled");
-    }
-    this.#connections = new ConnectionManager({
-      workerId: this.workerId,
-      transports: this.#transports,
-      shared: new SharedCounters(this.#options.shared),
-      counters: this.counters,
-      policy: policy as EffectivePolicy,
-      onFrame: (c, frame) => this.#onFrame(c, frame),
-      onBlacklisted: (entry) => this.#options.onBlacklisted?.(entry),
-      failureListeners,
-    });
+    const bound = await this.prepareReload(this.#config);
+    this.commitReload();
     for (const entry of this.#options.blacklist ?? []) {
-      this.#connections.applyBlacklist({ op: "add", entry });
+      this.#connections!.applyBlacklist({ op: "add", entry });
     }
-    const bound: BoundListener[] = [];
-    for (const l of this.#config.listen) {
-      const transport = this.#transports.get(l.transport)!;
-      const listener = await transport.listen({ hostname: l.hostname, port: l.port });
-      this.#listeners.push(listener);
-      const addr = listener.addr;
-      bound.push({ transport: l.transport, hostname: addr.hostname, port: addr.port });
+    return bound;
+  }
+
+  /**
+   * Reload, phase one: builds everything `config` needs — plugin instances (kept, reloaded,
+   * replaced or added), listeners (new ones bound, not yet accepting) — without changing what
+   * runs. Returns the listeners as they will be bound. Throws, having undone its work, when
+   * anything fails.
+   */
+  async prepareReload(config: ResolvedConfig): Promise<BoundListener[]> {
+    if (this.#pending !== undefined) await this.abortReload();
+    const plugins = await buildWorkerPlugins(config.plugins, this.#plugins, this.workerId);
+    const opened: ListenerEntry[] = [];
+    try {
+      const derived = derive(plugins.plugins);
+      const listeners: ListenerEntry[] = [];
+      for (const l of config.listen) {
+        const transport = derived.transports.get(l.transport);
+        if (transport === undefined) throw new Error(`transport ${l.transport} is not enabled`);
+        const key = `${l.transport}|${normalizeHost(l.hostname)}|${l.port}`;
+        const running = this.#listeners.find((e) =>
+          e.key === key && e.transport === transport && !listeners.includes(e)
+        );
+        if (running !== undefined && l.port !== 0) {
+          listeners.push(running);
+          continue;
+        }
+        let listener: StreamListener;
+        try {
+          listener = await transport.listen({ hostname: l.hostname, port: l.port });
+        } catch (error) {
+          throw new Error(
+            `cannot listen on ${l.transport}:${formatHost(l.hostname)}:${l.port}: ${
+              (error as Error).message
+            }`,
+          );
+        }
+        const addr = listener.addr;
+        const entry: ListenerEntry = {
+          key: `${l.transport}|${normalizeHost(l.hostname)}|${addr.port}`,
+          name: l.transport,
+          transport,
+          listener,
+        };
+        opened.push(entry);
+        listeners.push(entry);
+      }
+      this.#pending = { config, plugins, derived, listeners, opened };
+      return listeners.map((e) => ({
+        transport: e.name,
+        hostname: e.listener.addr.hostname,
+        port: e.listener.addr.port,
+      }));
+    } catch (error) {
+      for (const e of opened) e.listener.close();
+      await plugins.abort();
+      throw error;
+    }
+  }
+
+  /**
+   * Reload, phase two: puts the prepared build in force — plugin swaps, transports, routers,
+   * policies (open connections get them from their next check), listeners (new ones start
+   * accepting, removed ones stop; their connections stay open), local addresses. Synchronous,
+   * so no message is handled half way between two configs.
+   */
+  commitReload(): void {
+    const pending = this.#pending;
+    if (pending === undefined) throw new Error("no reload prepared");
+    this.#pending = undefined;
+    const { config, derived } = pending;
+    pending.plugins.commit();
+    this.#plugins = pending.plugins.plugins;
+    this.#transports.clear();
+    this.#viaToTransport.clear();
+    for (const [name, transport] of derived.transports) {
+      this.#transports.set(name, transport);
+      this.#viaToTransport.set(transport.viaName.toUpperCase(), name);
+    }
+    this.routers = derived.routers;
+    this.#failureListeners.splice(0, Infinity, ...derived.failureListeners);
+    if (this.#connections === undefined) {
+      this.#connections = new ConnectionManager({
+        workerId: this.workerId,
+        transports: this.#transports,
+        shared: new SharedCounters(this.#options.shared),
+        counters: this.counters,
+        policy: derived.policy,
+        onFrame: (c, frame) => this.#onFrame(c, frame),
+        onBlacklisted: (entry) => this.#options.onBlacklisted?.(entry),
+        failureListeners: this.#failureListeners,
+      });
+    } else {
+      this.#connections.transportsChanged();
+      this.#connections.policy = derived.policy;
+    }
+    if (derived.policy.blacklist !== undefined) {
+      this.#connections.blacklist.maxEntries = derived.policy.blacklist.max_entries;
+    }
+
+    for (const entry of this.#listeners) {
+      if (!pending.listeners.includes(entry)) entry.listener.close();
+    }
+    for (const entry of pending.opened) {
+      const name = entry.name;
+      entry.listener.start((socket) => this.#connections!.accept(name, socket));
+    }
+    this.#listeners = pending.listeners;
+
+    this.#advertised.clear();
+    this.#local.clear();
+    this.#localHostsAnyPort.clear();
+    config.listen.forEach((l, i) => {
+      const addr = pending.listeners[i].listener.addr;
+      const transport = derived.transports.get(l.transport)!;
       const advertised = l.advertise === undefined
         ? { host: addr.hostname, port: addr.port }
         : { host: l.advertise.host, port: l.advertise.port || transport.defaultPort };
       if (!this.#advertised.has(l.transport)) this.#advertised.set(l.transport, advertised);
       this.#addLocal(addr.hostname, addr.port);
       this.#addLocal(advertised.host, advertised.port);
-      const name = l.transport;
-      listener.start((socket) => this.#connections!.accept(name, socket));
-    }
-    for (const alias of this.#config.sipedge.aliases) {
+    });
+    for (const alias of config.sipedge.aliases) {
       const colon = alias.lastIndexOf(":");
       if (colon > alias.lastIndexOf("]")) this.#local.add(normalizeHost(alias));
       else this.#localHostsAnyPort.add(normalizeHost(alias));
     }
-    this.#sweep = setInterval(() => this.#connections!.sweep(Date.now()), sweepInterval(policy));
-    return bound;
+    clearInterval(this.#sweep);
+    this.#sweep = setInterval(
+      () => this.#connections!.sweep(Date.now()),
+      sweepInterval(derived.policy),
+    );
+    this.#config = config;
+  }
+
+  /** Drops a prepared reload: what it opened or created is closed; nothing else changes. */
+  async abortReload(): Promise<void> {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending === undefined) return;
+    for (const e of pending.opened) e.listener.close();
+    await pending.plugins.abort();
   }
 
   /** Stops accepting, waits up to `timeoutMs` for queued data to be written, closes all. */
   async stop(timeoutMs: number): Promise<void> {
-    for (const l of this.#listeners) l.close();
+    await this.abortReload();
+    for (const l of this.#listeners) l.listener.close();
     this.#listeners = [];
     clearInterval(this.#sweep);
     await this.#connections?.stop(timeoutMs);
-    for (const p of this.#plugins) await p.close?.();
+    await closeAll(this.#plugins);
   }
 
   /** Number of open connections. */
@@ -185,11 +319,15 @@ export class WorkerEngine implements ProxyHost {
   }
 
   sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
+    this.counters.countForwarded(bytes);
     this.#connections!.sendTo(destination, bytes, onFail);
   }
 
   sendOnConnection(id: number, bytes: Uint8Array): boolean {
-    return this.#connections!.sendOn(id, bytes);
+    // Counted only when taken: on false the proxy falls back to sendTo, which counts it.
+    const taken = this.#connections!.sendOn(id, bytes);
+    if (taken) this.counters.countForwarded(bytes);
+    return taken;
   }
 
   count(counter: ProxyCounter): void {
@@ -207,7 +345,10 @@ export class WorkerEngine implements ProxyHost {
         transport: connection.transportName,
         hostname: connection.remote.hostname,
         port: connection.remote.port,
-        reply: (bytes) => manager.reply(connection, bytes),
+        reply: (bytes) => {
+          this.counters.countLocal(bytes);
+          return manager.reply(connection, bytes);
+        },
       };
       this.#sources.set(connection, source);
     }
@@ -217,6 +358,7 @@ export class WorkerEngine implements ProxyHost {
   #onFrame(connection: Connection, frame: Frame): void {
     switch (frame.type) {
       case "message":
+        this.counters.countIn(frame.bytes);
         if (frame.head.isRequest) forwardRequest(this, this.#source(connection), frame);
         else forwardResponse(this, frame);
         return;
@@ -236,7 +378,9 @@ export class WorkerEngine implements ProxyHost {
         });
         if (head?.isRequest && head.method !== "ACK" && head.headers.length > 0) {
           this.counters.inc("local_replies");
-          this.#connections!.reply(connection, buildReply(head, frame.status, frame.reason));
+          const reply = buildReply(head, frame.status, frame.reason);
+          this.counters.countLocal(reply);
+          this.#connections!.reply(connection, reply);
         }
         connection.closeAfterFlush();
         return;
@@ -251,6 +395,29 @@ export class WorkerEngine implements ProxyHost {
     }
     this.#local.add(`${h}:${port}`);
   }
+}
+
+/** Transports, routers, policies and failure listeners from the plugins, in config order. */
+function derive(plugins: readonly LoadedPlugin[]): DerivedPlugins {
+  const transports = new Map<string, StreamTransport>();
+  const routers: Router[] = [];
+  const policy: Partial<EffectivePolicy> = { blacklist: undefined };
+  const failureListeners: ((event: SendFailureEvent) => void)[] = [];
+  for (const p of plugins) {
+    const instance = p.instance;
+    if (instance.transport) transports.set(p.name, instance.transport);
+    if (instance.router) routers.push(instance.router);
+    if (instance.policy) Object.assign(policy, instance.policy);
+    if (instance.onSendFailure) failureListeners.push(instance.onSendFailure);
+  }
+  if (policy.timeouts === undefined || policy.limits === undefined) {
+    throw new Error("the timeouts and limits policy plugins must be enabled");
+  }
+  return { transports, routers, policy: policy as EffectivePolicy, failureListeners };
+}
+
+function formatHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
 }
 
 /** Timer sweep period: a quarter of the shortest timeout, between 50 ms and 1 s. */

@@ -9,7 +9,12 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
 import { configFile, type ListenAddress, parseListenAddress } from "./schema.ts";
 import { locateKey } from "./locate.ts";
-import { ALWAYS_ENABLED, BUILTIN_PLUGINS, loadPlugin } from "../plugin/registry.ts";
+import {
+  ALWAYS_ENABLED,
+  BUILTIN_PLUGINS,
+  loadPlugin,
+  moduleVersion,
+} from "../plugin/registry.ts";
 import { PluginConfigError, type PluginKind } from "../plugin/types.ts";
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../sip/uri.ts";
@@ -48,6 +53,8 @@ export interface ResolvedPlugin {
   kind: PluginKind;
   /** Module URL for user plugins; undefined for built-in ones. */
   moduleUrl?: string;
+  /** The user plugin module's version (file modification time): a reload re-imports a new one. */
+  version?: string;
   /** The plugin's validated config (defaults filled in). */
   config: unknown;
 }
@@ -167,9 +174,10 @@ export async function resolveConfig(
   for (const [name, table] of Object.entries(pluginTables)) {
     const { module, ...settings } = table;
     const moduleUrl = module === undefined ? undefined : new URL(module, baseUrl).href;
+    const version = moduleUrl === undefined ? undefined : await moduleVersion(moduleUrl);
     let def;
     try {
-      def = await loadPlugin({ name, moduleUrl });
+      def = await loadPlugin({ name, moduleUrl, version });
     } catch (error) {
       report(["plugins", name, ...(module ? ["module"] : [])], (error as Error).message);
       continue;
@@ -194,7 +202,7 @@ export async function resolveConfig(
         continue;
       }
     }
-    plugins.push({ name, kind: def.kind, moduleUrl, config });
+    plugins.push({ name, kind: def.kind, moduleUrl, version, config });
   }
   plugins.sort((a, b) => Number(b.kind === "transport") - Number(a.kind === "transport"));
 

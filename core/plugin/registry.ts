@@ -28,6 +28,22 @@ export interface PluginSource {
   name: string;
   /** Module URL for user plugins; undefined for built-in plugins. */
   moduleUrl?: string;
+  /**
+   * Version of a user plugin's module file (its modification time). A new version is imported
+   * afresh (the module URL gets `?v=VERSION`), so a reload picks up an edited plugin.
+   */
+  version?: string;
+}
+
+/** A user plugin module's version: its file's modification time, when it can be read. */
+export async function moduleVersion(moduleUrl: string): Promise<string | undefined> {
+  if (!moduleUrl.startsWith("file:")) return undefined;
+  try {
+    const mtime = (await Deno.stat(new URL(moduleUrl))).mtime;
+    return mtime === null ? undefined : String(mtime.getTime());
+  } catch {
+    return undefined; // not readable (yet): the import reports it
+  }
 }
 
 /** Imports a plugin module and checks that its default export is a plugin definition. */
@@ -44,7 +60,10 @@ export async function loadPlugin(source: PluginSource): Promise<PluginDefinition
     }
     mod = await builtin();
   } else {
-    mod = await import(source.moduleUrl);
+    const url = source.version === undefined
+      ? source.moduleUrl
+      : `${source.moduleUrl}?v=${source.version}`;
+    mod = await import(url);
   }
   const def = mod.default as Partial<PluginDefinition<unknown>> | undefined;
   if (

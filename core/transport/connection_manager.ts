@@ -11,7 +11,7 @@ import type { SendFailureEvent } from "../plugin/types.ts";
 import { type BlacklistEntry, BlacklistTable } from "../policy/blacklist_table.ts";
 import type { FailureReason } from "../policy/failure.ts";
 import type { BlacklistSettings, LimitSettings, TimeoutSettings } from "../policy/settings.ts";
-import type { SharedCounters } from "../policy/shared_counters.ts";
+import { MAX_TRANSPORTS, type SharedCounters } from "../policy/shared_counters.ts";
 import type { Counters } from "../stats.ts";
 import type { Frame } from "../sip/stream_framer.ts";
 import { Connection, type FailHandler, type LostData, type UnsentData } from "./connection.ts";
@@ -88,8 +88,22 @@ export class ConnectionManager {
     this.blacklist = new BlacklistTable(
       options.policy.blacklist?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
     );
-    let slot = 0;
-    for (const name of options.transports.keys()) this.#slots.set(name, slot++);
+    this.transportsChanged();
+  }
+
+  /**
+   * Gives transports added to the transports map (by a reload) their shared-counter slot. Slots
+   * are never taken back: connections of a removed transport may still be open. Every worker
+   * applies the same reloads in the same order, so a name has the same slot in all of them.
+   */
+  transportsChanged(): void {
+    for (const name of this.#options.transports.keys()) {
+      if (this.#slots.has(name)) continue;
+      if (this.#slots.size >= MAX_TRANSPORTS) {
+        throw new Error(`at most ${MAX_TRANSPORTS} transports can be counted`);
+      }
+      this.#slots.set(name, this.#slots.size);
+    }
   }
 
   /** Open connections in this worker. */
@@ -213,6 +227,19 @@ export class ConnectionManager {
     }));
   }
 
+  /**
+   * Connections by `"transport direction state"` (e.g. `"tcp out connecting"`), for /metrics:
+   * one pass over the table, no object per connection.
+   */
+  countByState(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const c of this.#connections.values()) {
+      const key = `${c.transportName} ${c.direction} ${c.state}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   /** Waits up to `timeoutMs` for every queue to drain, then closes every connection. */
   async stop(timeoutMs: number): Promise<void> {
     this.#stopping = true;
@@ -310,6 +337,7 @@ export class ConnectionManager {
     const key = keyOf(connection);
     if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
     if (failure === "closed" && lost.messages > 0) {
+      counters.countFailure("closed");
       log.info("connection {id} to {destination} closed ({reason}): {bytes} bytes lost", {
         id: connection.id,
         destination: key,
@@ -455,6 +483,7 @@ export class ConnectionManager {
   }
 
   #emit(event: SendFailureEvent): void {
+    this.#options.counters.countFailure(event.reason);
     for (const listener of this.#options.failureListeners) {
       try {
         listener(event);
