@@ -50,15 +50,27 @@ async function main(args: string[]): Promise<number> {
   await setupLogging(config.sipedge.log_level);
   const log = getLogger(["sipedge"]);
 
-  const supervisor = new Supervisor(config);
+  const supervisor = new Supervisor(config, {
+    path,
+    overrides: {
+      listen: cli.listen,
+      forward: cli.forward,
+      workers: cli.workers,
+      control: cli.control,
+    },
+    logLevel: cli.logLevel as LogLevel | undefined,
+  });
   // Signal listeners go in before anything starts: a signal that arrives before its listener
   // is registered kills the process with the default action.
   let stopRequested: string | undefined;
   let requestStop: (signal: string) => void = (signal) => stopRequested ??= signal;
   Deno.addSignalListener("SIGTERM", () => requestStop("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => requestStop("SIGINT"));
+  let started = false;
   Deno.addSignalListener("SIGHUP", () => {
-    log.warn("SIGHUP: live reload is not available yet; the running configuration is unchanged");
+    if (!started) return void log.warn("SIGHUP while starting: ignored");
+    log.info("SIGHUP: reloading {source}", { source: config.source });
+    void supervisor.reload(); // reports in the log; refused reloads change nothing
   });
 
   try {
@@ -87,6 +99,7 @@ async function main(args: string[]): Promise<number> {
   const addresses = supervisor.listeners.map((l) =>
     `${l.transport}:${l.hostname.includes(":") ? `[${l.hostname}]` : l.hostname}:${l.port}`
   );
+  started = true;
   console.log(
     `sipedge ready: listening on ${addresses.join(", ")} (${supervisor.workerCount} workers)`,
   );
@@ -98,10 +111,10 @@ async function main(args: string[]): Promise<number> {
       stopping = true;
       log.info("{signal}: stopping (up to {ms} ms to write what is queued)", {
         signal,
-        ms: config.sipedge.shutdown_timeout,
+        ms: supervisor.config.sipedge.shutdown_timeout,
       });
       await control?.close();
-      await supervisor.stop(config.sipedge.shutdown_timeout);
+      await supervisor.stop(supervisor.config.sipedge.shutdown_timeout);
       resolve();
     };
     if (stopRequested !== undefined) requestStop(stopRequested);

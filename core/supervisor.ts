@@ -7,7 +7,16 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { ResolvedConfig } from "./config/load.ts";
+import {
+  ConfigError,
+  type ConfigOverrides,
+  loadConfig,
+  type ResolvedConfig,
+  type ResolvedListen,
+} from "./config/load.ts";
+import { describeChanges } from "./config/changes.ts";
+import { setupLogging } from "./logging.ts";
+import type { LogLevel } from "@logtape/logtape";
 import { type BlacklistEntry, BlacklistTable } from "./policy/blacklist_table.ts";
 import type { BlacklistSettings } from "./policy/settings.ts";
 import { createSharedBuffer, SharedCounters } from "./policy/shared_counters.ts";
@@ -17,6 +26,7 @@ import {
   DEFAULT_BLACKLIST_ENTRIES,
 } from "./transport/connection_manager.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
+import type { WorkerStats } from "./stats.ts";
 
 const log = getLogger(["sipedge", "supervisor"]);
 
@@ -45,11 +55,27 @@ export interface ReloadStats {
   lastErrors: string[];
 }
 
+/** Where the config comes from, so that a reload reads it again the same way. */
+export interface SupervisorOptions {
+  /** The config file; undefined when running on the built-in defaults. */
+  path?: string;
+  /** Command-line settings (`--listen`, `--forward`, `--workers`, `--control`): kept by reloads. */
+  overrides?: ConfigOverrides;
+  /** `--log-level`: wins over the file's `log_level`, also after reloads. */
+  logLevel?: LogLevel;
+}
+
 /** Runs and stops the reader workers; the global state lives here. */
 export class Supervisor {
   readonly shared = createSharedBuffer();
   readonly sharedCounters = new SharedCounters(this.shared);
+  /** The config in force, as sent to workers (listen ports as bound). */
   #config: ResolvedConfig;
+  /** The same, as resolved from the file (listen port 0 kept): what reloads compare with. */
+  #configured: ResolvedConfig;
+  #options: SupervisorOptions;
+  /** Reloads run one at a time, in order. */
+  #reloading: Promise<unknown> = Promise.resolve();
   #workers: Worker[] = [];
   #listeners: ListenerInfo[] = [];
   #blacklist: BlacklistTable;
@@ -58,8 +84,9 @@ export class Supervisor {
   /** Reload totals. */
   readonly reloadStats: ReloadStats = { succeeded: 0, failed: 0, lastAt: 0, lastErrors: [] };
 
-  constructor(config: ResolvedConfig) {
-    this.#config = config;
+  constructor(config: ResolvedConfig, options: SupervisorOptions = {}) {
+    this.#config = this.#configured = config;
+    this.#options = options;
     this.#blacklist = new BlacklistTable(
       this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
     );
@@ -67,7 +94,8 @@ export class Supervisor {
 
   /** Number of reader workers (resolving `workers = 0` to the CPU count). */
   get workerCount(): number {
-    return this.#config.sipedge.workers || navigator.hardwareConcurrency || 1;
+    return this.#workers.length ||
+      this.#config.sipedge.workers || navigator.hardwareConcurrency || 1;
   }
 
   /** Bound listeners (after start). */
@@ -95,6 +123,7 @@ export class Supervisor {
             ...config,
             listen: config.listen.map((l, i) => ({ ...l, port: listeners[i].port })),
           };
+          this.#config = config;
         }
       }
     } catch (error) {
@@ -113,10 +142,104 @@ export class Supervisor {
    * worker → report. Never throws; a refused reload changes nothing.
    */
   reload(): Promise<ReloadReport> {
-    return Promise.resolve({
-      ok: false,
-      source: this.#config.source,
-      errors: ["reload is not implemented yet"],
+    const run = this.#reloading.then(() => this.#reload());
+    this.#reloading = run;
+    return run;
+  }
+
+  async #reload(): Promise<ReloadReport> {
+    const source = this.#config.source;
+    this.reloadStats.lastAt = Date.now();
+    // 1. parse, validate, build what the supervisor builds (plugins' prepare: certificates…)
+    let configured: ResolvedConfig;
+    try {
+      configured = await loadConfig(this.#options.path, this.#options.overrides, {
+        reloading: true,
+      });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) log.error("reload failed: {error}", { error });
+      return this.#refused(
+        source,
+        error instanceof ConfigError ? error.errors : [
+          (error as Error).message,
+        ],
+      );
+    }
+    if (this.#options.logLevel !== undefined) {
+      configured.sipedge.log_level = this.#options.logLevel;
+    }
+    // 2. build in every worker (worker 0 first: a new port-0 listener gets its port there)
+    let next: ResolvedConfig = { ...configured, listen: this.#keepPorts(configured.listen) };
+    let bound: ListenerInfo[] = [];
+    const prepared: Worker[] = [];
+    try {
+      for (const [i, worker] of this.#workers.entries()) {
+        const reply = await this.#request(worker, { type: "prepare", config: next }, 30_000);
+        if (reply.type !== "prepared") throw new Error(`unexpected worker reply ${reply.type}`);
+        prepared.push(worker);
+        if (i === 0) {
+          bound = reply.listeners;
+          next = { ...next, listen: next.listen.map((l, j) => ({ ...l, port: bound[j].port })) };
+        }
+      }
+    } catch (error) {
+      await Promise.all(
+        prepared.map((w) =>
+          this.#request(w, { type: "abort" }, 10_000).catch((e) =>
+            log.error("reload: worker did not abort: {error}", { error: (e as Error).message })
+          )
+        ),
+      );
+      return this.#refused(source, [(error as Error).message]);
+    }
+    // 3. swap everywhere (synchronous in each worker; nothing can fail any more but a crash)
+    await Promise.all(
+      this.#workers.map((w) =>
+        this.#request(w, { type: "commit" }, 10_000).catch((e) =>
+          log.error("reload: worker did not commit: {error}", { error: (e as Error).message })
+        )
+      ),
+    );
+    const changes = describeChanges(this.#configured, configured);
+    const levelChanged = next.sipedge.log_level !== this.#config.sipedge.log_level ||
+      next.sipedge.log_format !== this.#config.sipedge.log_format;
+    this.#configured = configured;
+    this.#config = next;
+    this.#listeners = bound;
+    this.#blacklist.maxEntries = this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES;
+    if (levelChanged) await setupLogging(next.sipedge.log_level, next.sipedge.log_format);
+    // 4. report
+    this.reloadStats.succeeded++;
+    this.reloadStats.lastErrors = [];
+    log.info("reload of {source} applied: {changes}", {
+      source,
+      changes: changes.length === 0 ? "no changes" : changes.join("; "),
+    });
+    return { ok: true, source, changes };
+  }
+
+  #refused(source: string, errors: string[]): ReloadReport {
+    this.reloadStats.failed++;
+    this.reloadStats.lastErrors = errors;
+    log.error("reload of {source} refused, the running configuration is unchanged:\n{errors}", {
+      source,
+      errors: errors.join("\n"),
+    });
+    return { ok: false, source, errors };
+  }
+
+  /** Listeners that stay get the port they are bound to (port 0 means "the one we got"). */
+  #keepPorts(listen: ResolvedListen[]): ResolvedListen[] {
+    const taken = new Set<number>();
+    return listen.map((l) => {
+      if (l.port !== 0) return l;
+      const i = this.#configured.listen.findIndex((c, j) =>
+        !taken.has(j) && c.port === 0 && c.transport === l.transport &&
+        c.hostname === l.hostname
+      );
+      if (i < 0) return l;
+      taken.add(i);
+      return { ...l, port: this.#config.listen[i].port };
     });
   }
 
@@ -136,18 +259,24 @@ export class Supervisor {
   }
 
   /** Sums the counters of all workers. */
-  async stats(): Promise<{ counters: Record<string, number>; connections: number }> {
+  async stats(): Promise<
+    { counters: Record<string, number>; connections: number; workers: WorkerStats[] }
+  > {
     const replies = await Promise.all(
       this.#workers.map((w) => this.#request(w, { type: "stats" }, 2000)),
     );
     const counters: Record<string, number> = {};
     let connections = 0;
-    for (const r of replies) {
+    // Per worker as well, for /metrics (per-worker load, tables by method and reason).
+    const workers: WorkerStats[] = [];
+    for (const [worker, r] of replies.entries()) {
       if (r.type !== "stats") continue;
       connections += r.connections;
       for (const [k, v] of Object.entries(r.counters)) counters[k] = (counters[k] ?? 0) + v;
+      const { counters: c, connections: n, tables, connectionStates } = r;
+      workers.push({ worker, counters: c, connections: n, tables, connectionStates });
     }
-    return { counters, connections };
+    return { counters, connections, workers };
   }
 
   /** Every connection of every worker. */

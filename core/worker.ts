@@ -7,6 +7,7 @@
 /// <reference lib="deno.worker" />
 import type { ResolvedConfig } from "./config/load.ts";
 import { setupLogging } from "./logging.ts";
+import { type CounterTables, emptyTables } from "./stats.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import type { BlacklistChange, ConnectionInfo } from "./transport/connection_manager.ts";
 import { type BoundListener, WorkerEngine } from "./worker_engine.ts";
@@ -21,6 +22,9 @@ export type ToWorker =
     shared: SharedArrayBuffer;
     blacklist: BlacklistEntry[];
   }
+  | { type: "prepare"; id: number; config: ResolvedConfig }
+  | { type: "commit"; id: number }
+  | { type: "abort"; id: number }
   | { type: "stop"; id: number; timeoutMs: number }
   | { type: "stats"; id: number }
   | { type: "connections"; id: number }
@@ -29,9 +33,21 @@ export type ToWorker =
 /** Replies from a worker (`id` of the request), and its own notices. */
 export type FromWorker =
   | { type: "started"; id: number; listeners: BoundListener[] }
+  | { type: "prepared"; id: number; listeners: BoundListener[] }
+  | { type: "committed"; id: number }
+  | { type: "aborted"; id: number }
   | { type: "failed"; id: number; error: string }
   | { type: "stopped"; id: number }
-  | { type: "stats"; id: number; counters: Record<string, number>; connections: number }
+  | {
+    type: "stats";
+    id: number;
+    counters: Record<string, number>;
+    connections: number;
+    /** Messages by method / status class, failures by reason (core/stats.ts). */
+    tables: CounterTables;
+    /** Connections by `"transport direction state"`. */
+    connectionStates: Record<string, number>;
+  }
   | { type: "connections"; id: number; connections: ConnectionInfo[] }
   | { type: "blacklisted"; entry: BlacklistEntry };
 
@@ -46,7 +62,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   switch (message.type) {
     case "start":
       try {
-        await setupLogging(message.config.sipedge.log_level);
+        await setupLogging(message.config.sipedge.log_level, message.config.sipedge.log_format);
         engine = new WorkerEngine({
           config: message.config,
           workerId: message.workerId,
@@ -59,6 +75,35 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         post({ type: "failed", id: message.id, error: (error as Error).message });
       }
       return;
+    case "prepare":
+      try {
+        if (engine === undefined) throw new Error("worker not started");
+        post({
+          type: "prepared",
+          id: message.id,
+          listeners: await engine.prepareReload(message.config),
+        });
+      } catch (error) {
+        post({ type: "failed", id: message.id, error: (error as Error).message });
+      }
+      return;
+    case "commit": {
+      const logging = JSON.stringify([
+        engine?.config.sipedge.log_level,
+        engine?.config.sipedge.log_format,
+      ]);
+      engine?.commitReload();
+      const now = [engine?.config.sipedge.log_level, engine?.config.sipedge.log_format];
+      if (engine !== undefined && JSON.stringify(now) !== logging) {
+        await setupLogging(engine.config.sipedge.log_level, engine.config.sipedge.log_format);
+      }
+      post({ type: "committed", id: message.id });
+      return;
+    }
+    case "abort":
+      await engine?.abortReload();
+      post({ type: "aborted", id: message.id });
+      return;
     case "stop":
       await engine?.stop(message.timeoutMs);
       post({ type: "stopped", id: message.id });
@@ -70,6 +115,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         id: message.id,
         counters: { ...(engine?.counters.values ?? {}) },
         connections: engine?.connectionCount ?? 0,
+        tables: engine?.counters.snapshotTables() ?? emptyTables(),
+        // connectionCount > 0 means the connection manager exists (the engine started).
+        connectionStates: engine?.connectionCount ? engine.connections.countByState() : {},
       });
       return;
     case "connections":
