@@ -81,17 +81,17 @@ class TcpSocket implements StreamSocket {
 class TcpListener implements StreamListener {
   readonly addr: SocketAddress;
   #listener: Deno.TcpListener;
-  #bufferSize: number;
+  #settings: TcpConfig;
   #closed = false;
 
-  constructor(address: SocketAddress, bufferSize: number) {
+  constructor(address: SocketAddress, settings: TcpConfig) {
     this.#listener = Deno.listen({
       hostname: address.hostname,
       port: address.port,
       transport: "tcp",
       reusePort: true,
     });
-    this.#bufferSize = bufferSize;
+    this.#settings = settings;
     const addr = this.#listener.addr;
     this.addr = { hostname: addr.hostname, port: addr.port };
   }
@@ -108,7 +108,7 @@ class TcpListener implements StreamListener {
           await new Promise((resolve) => setTimeout(resolve, 100));
           continue;
         }
-        onSocket(new TcpSocket(conn, this.#bufferSize));
+        onSocket(new TcpSocket(conn, this.#settings.read_buffer_size));
       }
     })();
   }
@@ -126,7 +126,7 @@ function tcpTransport(cfg: TcpConfig): StreamTransport {
     viaName: "TCP",
     secure: false,
     defaultPort: 5060,
-    listen: (address) => new TcpListener(address, cfg.read_buffer_size),
+    listen: (address) => new TcpListener(address, cfg),
     connect: async (options: ConnectOptions) => {
       const conn = await Deno.connect({
         hostname: options.hostname,
@@ -145,7 +145,15 @@ const plugin: PluginDefinition<TcpConfig> = {
   kind: "transport",
   description: "SIP over TCP (RFC 3261 §18).",
   config,
-  worker: (cfg) => ({ transport: tcpTransport(cfg) }),
+  worker: (cfg) => {
+    // One settings object shared by the transport and its listeners: a reload changes it in
+    // place, so listeners keep accepting and new connections get the new buffer size.
+    const settings = { ...cfg };
+    return {
+      transport: tcpTransport(settings),
+      reload: (next) => () => Object.assign(settings, next),
+    };
+  },
 };
 
 export default plugin;

@@ -70,6 +70,11 @@ export class StreamFramer {
     this.#max = options.maxMessageSize;
   }
 
+  /** Largest message accepted (a reload of the limits changes it for the next message). */
+  set maxMessageSize(bytes: number) {
+    this.#max = bytes;
+  }
+
   /** Bytes held for an incomplete message (0 between messages). */
   get buffered(): number {
     return this.#pendingLength;

@@ -475,3 +475,14 @@ Deno.test("stream framer property: arbitrary bytes in arbitrary chunks never thr
     { numRuns: 500 },
   );
 });
+
+Deno.test("stream framer: a lowered maxMessageSize (reload) applies from the next message", () => {
+  const framer = new StreamFramer({ maxMessageSize: 65535 });
+  const text = request("MESSAGE", "b".repeat(2000));
+  const first = feedAll(framer, [bytes(text)], []);
+  assert.equal(first.length, 1);
+  assert.equal(first[0].type, "message");
+  framer.maxMessageSize = 1024;
+  const second = feedAll(framer, [bytes(text)], []);
+  assert.deepEqual(second.map((f) => f.type === "error" && f.status), [513]);
+});

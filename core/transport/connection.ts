@@ -156,6 +156,11 @@ export class Connection {
     return this.#kernelFull;
   }
 
+  /** Largest message accepted from now on (limits reloaded). */
+  set maxMessageSize(bytes: number) {
+    this.#framer.maxMessageSize = bytes;
+  }
+
   /** The transport's details for the control API (TLS version, cipher, …), if it has any. */
   details(): Record<string, string | number | boolean | undefined> | undefined {
     return this.#socket?.details?.();

@@ -106,6 +106,20 @@ export class ConnectionManager {
     }
   }
 
+  /**
+   * Puts new policy settings in force (a reload): open connections get them from their next
+   * check — timeouts at the next sweep, queue limits at the next send, the message size limit
+   * from the next message.
+   */
+  setPolicy(policy: EffectivePolicy): void {
+    const size = policy.limits.max_message_size;
+    if (size !== this.policy.limits.max_message_size) {
+      for (const c of this.#connections.values()) c.maxMessageSize = size;
+    }
+    this.policy = policy;
+    if (policy.blacklist !== undefined) this.blacklist.maxEntries = policy.blacklist.max_entries;
+  }
+
   /** Open connections in this worker. */
   get size(): number {
     return this.#connections.size;
