@@ -1,0 +1,187 @@
+/**
+ * Reloads under load: SIPp sends OPTIONS through sipedge to a SIPp UAS over one client
+ * connection while config.toml is switched between two valid configs (different limits,
+ * timeouts, blacklist and routing settings) 20 times, with one invalid config in between.
+ * Every transaction must succeed, every reload but the invalid one must apply, and the
+ * connections open before the reloads (client side and upstream) must still be open after.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { freePort, startSipedge } from "./support/sipedge_process.ts";
+import {
+  findOnPath,
+  parseSippStats,
+  SCENARIO_DIR,
+  startSipp,
+  waitForTcpListen,
+} from "./support/sipp.ts";
+
+const CALLS = 3000;
+const RATE = 200;
+const RELOADS = 20;
+
+function configText(variant: "a" | "b" | "invalid", ports: { sip: number; control: number }) {
+  const b = variant === "b";
+  return `[sipedge]
+workers = 2
+
+[control]
+address = "127.0.0.1:${ports.control}"
+
+[[listen]]
+address = "tcp:127.0.0.1:${ports.sip}"
+
+[plugins.static_router]
+record_route = ${b}
+
+[plugins.timeouts]
+send_timeout = "${b ? "8s" : "10s"}"
+idle_timeout = "${b ? "90s" : "120s"}"
+keepalive_interval = "${b ? "20s" : "30s"}"
+
+[plugins.limits]
+conn_wq_max = ${variant === "invalid" ? '"lots"' : b ? 524288 : 262144}
+wq_max = ${b ? 20971520 : 10485760}
+
+[plugins.blacklist]
+expire = "${b ? "30s" : "60s"}"
+`;
+}
+
+interface ConnectionRow {
+  id: number;
+  direction: string;
+  remote: string;
+}
+
+async function connections(control: number): Promise<ConnectionRow[]> {
+  const response = await fetch(`http://127.0.0.1:${control}/connections`);
+  return (await response.json()).connections;
+}
+
+Deno.test({
+  name: "reload under SIPp load: 20 reloads and an invalid one, no failed transaction",
+  ignore: findOnPath("sipp") === undefined,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "sipedge_reload_load_" });
+    const ports = { sip: freePort(), control: freePort() };
+    const uasPort = freePort();
+    const configPath = `${dir}/config.toml`;
+    await Deno.writeTextFile(configPath, configText("a", ports));
+    await using uas = startSipp({
+      cwd: dir,
+      killAfterMs: 120_000,
+      args: [
+        "-sf",
+        `${SCENARIO_DIR}/options_uas.xml`,
+        "-t",
+        "t1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        String(uasPort),
+        "-m",
+        String(CALLS),
+        "-trace_stat",
+        "-stf",
+        `${dir}/uas.csv`,
+      ],
+    });
+    await waitForTcpListen(uasPort, 10_000, "SIPp UAS");
+    await using proxy = await startSipedge({ args: ["--config", configPath] });
+    const log = () => proxy.output();
+    try {
+      await using uac = startSipp({
+        cwd: dir,
+        killAfterMs: 120_000,
+        args: [
+          `127.0.0.1:${ports.sip}`,
+          "-sf",
+          `${SCENARIO_DIR}/options_uac.xml`,
+          "-key",
+          "uas_hostport",
+          `127.0.0.1:${uasPort}`,
+          "-t",
+          "t1",
+          "-i",
+          "127.0.0.1",
+          "-p",
+          String(freePort()),
+          "-m",
+          String(CALLS),
+          "-r",
+          String(RATE),
+          "-l",
+          "500",
+          "-timeout",
+          "60s",
+          "-timeout_error",
+          "-recv_timeout",
+          "10s",
+          "-trace_stat",
+          "-stf",
+          `${dir}/uac.csv`,
+        ],
+      });
+      // Both the client connection and the upstream connection of some worker are open.
+      let before: ConnectionRow[] = [];
+      for (let i = 0; i < 100; i++) {
+        before = await connections(ports.control);
+        if (before.some((c) => c.direction === "in") && before.some((c) => c.direction === "out")) {
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(before.length >= 2, `SIPp connections: ${JSON.stringify(before)}`);
+
+      let applied = 0;
+      let refused = 0;
+      for (let i = 0; i < RELOADS + 1; i++) {
+        const variant = i === RELOADS / 2 ? "invalid" : i % 2 === 0 ? "b" : "a";
+        await Deno.writeTextFile(configPath, configText(variant, ports));
+        const response = await fetch(`http://127.0.0.1:${ports.control}/reload`, {
+          method: "POST",
+        });
+        const report = await response.json();
+        if (variant === "invalid") {
+          assert.equal(report.ok, false, JSON.stringify(report));
+          assert.match(report.errors.join("\n"), /plugins\.limits\.conn_wq_max/);
+          refused++;
+        } else {
+          assert.equal(report.ok, true, JSON.stringify(report));
+          // a and b differ in every plugin table: each reload changes something
+          assert.match(report.changes.join("\n"), /plugins\.limits: conn_wq_max, wq_max/);
+          applied++;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(applied, RELOADS);
+      assert.equal(refused, 1);
+
+      const after = await connections(ports.control);
+      const ids = new Set(after.map((c) => c.id));
+      for (const c of before) {
+        assert.ok(ids.has(c.id), `connection ${c.id} (${c.direction} ${c.remote}) was closed`);
+      }
+
+      const result = await uac.done;
+      const stats = parseSippStats(await Deno.readTextFile(`${dir}/uac.csv`));
+      assert.equal(
+        stats.failed,
+        0,
+        `UAC: ${stats.failed} failed calls\n${result.output.slice(-3000)}`,
+      );
+      assert.equal(stats.successful, CALLS);
+      assert.equal(result.code, 0);
+    } catch (error) {
+      if (error instanceof Error) {
+        error.message += `\n--- sipedge output ---\n${log().slice(-5000)}`;
+      }
+      throw error;
+    } finally {
+      await uas.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
