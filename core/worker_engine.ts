@@ -14,6 +14,7 @@ import {
   type LoadedPlugin,
   type PluginBuild,
 } from "./plugin/worker_plugins.ts";
+import { failureListenerOf, tagPlugin } from "./plugin/owners.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import { SharedCounters } from "./policy/shared_counters.ts";
 import { forwardRequest } from "./proxy/forward_request.ts";
@@ -406,9 +407,9 @@ function derive(plugins: readonly LoadedPlugin[]): DerivedPlugins {
   for (const p of plugins) {
     const instance = p.instance;
     if (instance.transport) transports.set(p.name, instance.transport);
-    if (instance.router) routers.push(instance.router);
+    if (instance.router) routers.push(tagPlugin(instance.router, p.name));
     if (instance.policy) Object.assign(policy, instance.policy);
-    if (instance.onSendFailure) failureListeners.push(instance.onSendFailure);
+    if (instance.onSendFailure) failureListeners.push(failureListenerOf(p.name, instance));
   }
   if (policy.timeouts === undefined || policy.limits === undefined) {
     throw new Error("the timeouts and limits policy plugins must be enabled");

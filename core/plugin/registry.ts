@@ -4,6 +4,7 @@
  * @module
  */
 import type { PluginDefinition } from "./types.ts";
+import { describeError } from "./owners.ts";
 
 type ModuleLoader = () => Promise<{ default: PluginDefinition<unknown> }>;
 
@@ -63,7 +64,12 @@ export async function loadPlugin(source: PluginSource): Promise<PluginDefinition
     const url = source.version === undefined
       ? source.moduleUrl
       : `${source.moduleUrl}?v=${source.version}`;
-    mod = await import(url);
+    try {
+      mod = await import(url);
+    } catch (error) {
+      // A missing file, a syntax error, or the module threw while it was evaluated.
+      throw new Error(`cannot import ${source.moduleUrl}: ${describeError(error)}`);
+    }
   }
   const def = mod.default as Partial<PluginDefinition<unknown>> | undefined;
   if (

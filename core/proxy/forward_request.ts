@@ -29,10 +29,14 @@ import { MessageEdit } from "../sip/message_edit.ts";
 import { buildReply } from "../sip/reply.ts";
 import { formatHostPort, parseSipUri, type SipUri } from "../sip/uri.ts";
 import { type Destination, destinationOf } from "../transport/destination.ts";
-import type { RouteResult } from "../plugin/types.ts";
+import type { Router, RouteResult } from "../plugin/types.ts";
+import { describeError, pluginOf } from "../plugin/owners.ts";
+import { getLogger } from "@logtape/logtape";
 import { failureReply, reasonHeader } from "../policy/failure.ts";
 import { hash64 } from "../sip/hash.ts";
 import type { MessageSource, ProxyHost } from "./proxy_host.ts";
+
+const pluginLog = getLogger(["sipedge", "plugin"]);
 
 /** Max-Forwards added to requests that have none (RFC 3261 §16.6 step 3). */
 export const DEFAULT_MAX_FORWARDS = 70;
@@ -328,10 +332,38 @@ function routeByPlugins(
     source: { transport: source.transport, hostname: source.hostname, port: source.port },
   };
   for (const router of host.routers) {
-    const result = router.route(request);
+    let result: RouteResult | undefined;
+    try {
+      result = router.route(request);
+    } catch (error) {
+      return routerFailed(host, router, error);
+    }
     if (result !== undefined) return result;
   }
   return undefined;
+}
+
+/**
+ * A router plugin threw: the request gets a 500 (a plugin cannot take the worker down), the
+ * exception is logged with the plugin's name and counted (`plugin_errors`).
+ */
+function routerFailed(host: ProxyHost, router: Router, error: unknown): RouteResult {
+  const name = pluginOf(router) ?? "(unnamed router)";
+  host.count("plugin_errors");
+  pluginLog.error("plugin {plugin}: route() threw: {error}", {
+    plugin: name,
+    error: describeError(error),
+    stack: error instanceof Error ? error.stack : undefined,
+  });
+  return {
+    reply: {
+      status: 500,
+      reason: "Server Internal Error",
+      headers: [
+        `Reason: SIP;cause=500;text="router plugin ${name.replace(/[^\w.-]/g, "_")} failed"`,
+      ],
+    },
+  };
 }
 
 function requestUriStart(head: SipHead): number {

@@ -29,7 +29,8 @@ export type ProxyCounter =
   | "local_replies"
   | "requests_rejected"
   | "responses_dropped"
-  | "send_failed";
+  | "send_failed"
+  | "plugin_errors";
 
 /** The worker side of the proxy. */
 export interface ProxyHost {
