@@ -74,6 +74,7 @@ export class Supervisor {
   /** The same, as resolved from the file (listen port 0 kept): what reloads compare with. */
   #configured: ResolvedConfig;
   #options: SupervisorOptions;
+  #workerCount: number;
   /** Reloads run one at a time, in order. */
   #reloading: Promise<unknown> = Promise.resolve();
   #workers: Worker[] = [];
@@ -87,6 +88,8 @@ export class Supervisor {
   constructor(config: ResolvedConfig, options: SupervisorOptions = {}) {
     this.#config = this.#configured = config;
     this.#options = options;
+    // Fixed at start: a reload that changes `workers` reports it as applying at the next start.
+    this.#workerCount = config.sipedge.workers || navigator.hardwareConcurrency || 1;
     this.#blacklist = new BlacklistTable(
       this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
     );
@@ -94,8 +97,7 @@ export class Supervisor {
 
   /** Number of reader workers (resolving `workers = 0` to the CPU count). */
   get workerCount(): number {
-    return this.#workers.length ||
-      this.#config.sipedge.workers || navigator.hardwareConcurrency || 1;
+    return this.#workerCount;
   }
 
   /** Bound listeners (after start). */
