@@ -176,3 +176,26 @@ module = "./reply_plugin.ts"
     throw error;
   }
 });
+
+Deno.test("reload: command-line --listen and --forward stay in force (port 0 keeps its port)", async () => {
+  using file = new ConfigFile();
+  await using uas1 = TestUas.listen({ status: 200 });
+  await using uas2 = TestUas.listen({ status: 202 });
+  file.write(config({ ports: [freePort()], forward: uas2.uri }));
+  await using proxy = await startSipedge({
+    args: ["--config", file.path, "--listen", "tcp:127.0.0.1:0", "--forward", uas1.uri],
+  });
+  const port = Number(proxy.listening[0].split(":").at(-1));
+  await using uac = await TestUac.connect(port);
+  try {
+    assert.equal(await ask(uac), 200);
+    file.write(config({ ports: [freePort()], forward: uas2.uri, extra: "record_route = true" }));
+    assert.match(await reload(proxy), /applied: plugins\.static_router: record_route$/m);
+    await using again = await TestUac.connect(port);
+    assert.equal(await ask(again), 200, "--forward still wins over the file's default_route");
+    assert.equal(await ask(uac), 200);
+  } catch (error) {
+    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
+    throw error;
+  }
+});
