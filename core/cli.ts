@@ -14,6 +14,8 @@ export interface CliOptions {
   /** Control API address, or "" for off. */
   control?: string;
   logLevel?: string;
+  /** `--log-format`: `text` or `json`. */
+  logFormat?: "text" | "json";
   checkConfig: boolean;
   version: boolean;
   help: boolean;
@@ -34,9 +36,13 @@ Options:
   --workers N         reader workers (0 = one per CPU)
   --control ADDR      control API on HOST:PORT (port 0: any free port), or "off"
   --log-level LEVEL   trace, debug, info, warning, error or fatal
+  --log-format FMT    text (one readable line per record) or json (JSON Lines)
   --check-config      validate the config (and options), print errors, exit (1 when invalid)
   --version           print the version and exit
   --help              print this help and exit
+
+Control a running sipedge (status, connections, stats, blacklist, reload, …):
+  sipedge ctl help
 `;
 
 /** Parses `args`; throws an Error whose message is meant for the user. */
@@ -107,6 +113,14 @@ export function parseCli(args: string[]): CliOptions {
           );
         }
         options.logLevel = level;
+        break;
+      }
+      case "--log-format": {
+        const format = value();
+        if (format !== "text" && format !== "json") {
+          throw new Error(`--log-format ${format}: expected text or json`);
+        }
+        options.logFormat = format;
         break;
       }
       case "--check-config":

@@ -113,6 +113,7 @@ Deno.test("parseCli: bad values are errors naming the option", async (t) => {
     [["--workers="], /^--workers : /],
     [["--log-level", "loud"], /^--log-level loud: expected trace, debug/],
     [["--log-level=INFO"], /^--log-level INFO: /],
+    [["--log-format", "xml"], /^--log-format xml: expected text or json$/],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), () => fails(args, message));
@@ -120,7 +121,9 @@ Deno.test("parseCli: bad values are errors naming the option", async (t) => {
 });
 
 Deno.test("parseCli: a missing value is an error", async (t) => {
-  for (const flag of ["--config", "--listen", "--forward", "--workers", "--log-level"]) {
+  for (
+    const flag of ["--config", "--listen", "--forward", "--workers", "--log-level", "--log-format"]
+  ) {
     await t.step(flag, () => fails([flag], new RegExp(`^${flag} needs a value$`)));
   }
 });
@@ -142,6 +145,7 @@ Deno.test("parseCli: USAGE mentions every option", () => {
       "--forward",
       "--workers",
       "--log-level",
+      "--log-format",
       "--check-config",
       "--version",
       "--help",
@@ -154,6 +158,12 @@ Deno.test("parseCli: USAGE mentions every option", () => {
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+Deno.test("parseCli: --log-format", () => {
+  assert.equal(parseCli(["--log-format", "json"]).logFormat, "json");
+  assert.equal(parseCli(["--log-format=text"]).logFormat, "text");
+  assert.equal(parseCli([]).logFormat, undefined);
+});
 
 Deno.test("parseCli: flags without a value refuse one", () => {
   for (const arg of ["--check-config=no", "--help=x", "--version=1"]) {

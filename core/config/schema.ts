@@ -64,6 +64,10 @@ export const sipedgeSection = z.strictObject({
   ),
   log_level: z.enum(["trace", "debug", "info", "warning", "error", "fatal"]).default("info")
     .describe("Lowest log level written."),
+  log_format: z.enum(["text", "json"]).default("text").describe(
+    "Log line format: `text` (one readable line) or `json` (one JSON object per line, for log " +
+      "shippers: @timestamp, level, logger, message, properties).",
+  ),
   aliases: z.array(z.string().refine((h) => parseHostPort(h) !== undefined, "host or host:port"))
     .default([]).describe(
       "Other names of this proxy (host or host:port): a Request-URI or Route naming one is ours.",
