@@ -140,9 +140,6 @@ async function run(withReloads: boolean): Promise<RunResult> {
       failed: stats.failed,
       exitCode: result.code,
       cpuPer1000: (cpu / Math.max(1, stats.successful)) * 1000,
-      responseMs: `${c["ResponseTime1(C)"] ?? "?"} (avg), ${
-        c["ResponseTime1StDev(C)"] ?? "?"
-      } (sd)`,
       reloadMs,
       refused,
     };
