@@ -47,10 +47,57 @@ export async function moduleVersion(moduleUrl: string): Promise<string | undefin
   }
 }
 
-/** Imports a plugin module and checks that its default export is a plugin definition. */
-export async function loadPlugin(source: PluginSource): Promise<PluginDefinition<unknown>> {
+/**
+ * The module a compiled binary lists its embedded user plugins in (name → loader), written and
+ * embedded by `deno task compile --plugin FILE` (scripts/compile.ts). Only a compiled binary
+ * reads it: from source, user plugins are imported by path.
+ */
+export const EMBEDDED_PLUGINS_URL: string =
+  new URL("../../dist/embedded_plugins.ts", import.meta.url).href;
+
+let embeddedPlugins: Promise<Readonly<Record<string, ModuleLoader>>> | undefined;
+
+/** The user plugins embedded in this binary (none when running from source). */
+function embedded(): Promise<Readonly<Record<string, ModuleLoader>>> {
+  return embeddedPlugins ??= Deno.build.standalone
+    ? import(EMBEDDED_PLUGINS_URL).then((m) => m.default ?? {}, () => ({}))
+    : Promise.resolve({});
+}
+
+/** Where plugins come from besides the built-in ones (tests set both). */
+export interface LoadOptions {
+  /** Whether this is a compiled binary (default `Deno.build.standalone`). */
+  standalone?: boolean;
+  /** User plugins embedded at build time (default: the binary's list). */
+  embedded?: Readonly<Record<string, ModuleLoader>>;
+}
+
+/**
+ * Imports a plugin module and checks that its default export is a plugin definition. In a
+ * compiled binary, a user plugin is the one embedded under its name at build time (`module` is
+ * not imported: the binary can only load what was embedded).
+ */
+export async function loadPlugin(
+  source: PluginSource,
+  options: LoadOptions = {},
+): Promise<PluginDefinition<unknown>> {
   let mod: { default?: unknown };
-  if (source.moduleUrl === undefined) {
+  const standalone = options.standalone ?? Deno.build.standalone;
+  const fromBuild = source.name in BUILTIN_PLUGINS
+    ? undefined
+    : (options.embedded ?? await embedded())[source.name];
+  if (fromBuild !== undefined) {
+    mod = await fromBuild();
+  } else if (source.moduleUrl !== undefined && standalone) {
+    const names = Object.keys(options.embedded ?? await embedded());
+    throw new Error(
+      `this sipedge binary has no plugin "${source.name}" embedded (embedded user plugins: ${
+        names.join(", ") || "none"
+      }): a compiled binary cannot import ${source.moduleUrl}; build it with ` +
+        "`deno task compile --plugin FILE` (the table name must be the plugin's name) or run " +
+        "sipedge from source (`deno task start`)",
+    );
+  } else if (source.moduleUrl === undefined) {
     const builtin = BUILTIN_PLUGINS[source.name];
     if (builtin === undefined) {
       throw new Error(
