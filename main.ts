@@ -10,9 +10,12 @@ import { ConfigError, loadConfig, type ResolvedConfig } from "./core/config/load
 import { setupLogging } from "./core/logging.ts";
 import { Supervisor } from "./core/supervisor.ts";
 import { type ControlApi, startControlApi } from "./core/control_api.ts";
+import { runCtl } from "./core/ctl.ts";
 import { getLogger, type LogLevel } from "@logtape/logtape";
 
 async function main(args: string[]): Promise<number> {
+  // `sipedge ctl …`: the control API's command-line client (core/ctl.ts), not a proxy.
+  if (args[0] === "ctl") return await runCtl(args.slice(1));
   let cli;
   try {
     cli = parseCli(args);
@@ -43,11 +46,12 @@ async function main(args: string[]): Promise<number> {
     return 1;
   }
   if (cli.logLevel !== undefined) config.sipedge.log_level = cli.logLevel as LogLevel;
+  if (cli.logFormat !== undefined) config.sipedge.log_format = cli.logFormat;
   if (cli.checkConfig) {
     console.log(`${config.source}: configuration is valid`);
     return 0;
   }
-  await setupLogging(config.sipedge.log_level);
+  await setupLogging(config.sipedge.log_level, config.sipedge.log_format);
   const log = getLogger(["sipedge"]);
 
   const supervisor = new Supervisor(config, {

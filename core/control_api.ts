@@ -4,17 +4,29 @@
  *
  * | method and path              | what                                                   |
  * | ---------------------------- | ------------------------------------------------------ |
- * | GET /status                  | version, workers, listeners, uptime, gauges            |
+ * | GET /status                  | version, config file, workers, listeners, uptime, gauges, reloads |
  * | GET /connections             | every connection of every worker                       |
- * | GET /counters                | counters summed over workers, plus shared gauges       |
+ * | GET /counters                | counters summed over workers, shared gauges, messages by method / status class, failures by reason |
+ * | GET /metrics                 | Prometheus text format (core/metrics.ts)               |
  * | GET /blacklist               | live blacklist entries                                 |
  * | POST /blacklist              | add `{"destination": "tcp:10.0.0.5:5060", "expire": "60s"}` (reason admin) |
  * | DELETE /blacklist/DEST       | remove one entry (`DEST` = `tcp:10.0.0.5:5060`, URL-encoded) |
  * | DELETE /blacklist            | remove every entry                                     |
+ * | POST /reload                 | reload config.toml: 200 with what changed, 422 with every error (nothing changed) |
+ * | GET /plugins                 | enabled plugins: name, kind, module                    |
+ * | GET /plugins/NAME            | what the plugin shows of itself (its `inspect`, else its config) |
+ * | GET /tls/domains             | the tls plugin's view (server and client domains); 404 when tls is not enabled |
+ *
+ * `sipedge ctl` (core/ctl.ts) is the command-line client. Errors are `{"error": "…"}` with a
+ * 4xx/5xx status.
  * @module
  */
+import process from "node:process";
 import { getLogger } from "@logtape/logtape";
 import { durationSchema } from "./config/schema.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics, sumTables } from "./metrics.ts";
+import { loadPlugin } from "./plugin/registry.ts";
+import { FAILURE_REASONS, METHOD_LABELS, STATUS_CLASSES } from "./stats.ts";
 import { destinationKey, parseDestination } from "./transport/destination.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { parseHostPort } from "./sip/uri.ts";
@@ -75,14 +87,22 @@ async function route(
   const method = request.method;
   if (method === "GET" && path === "/status") {
     const stats = await supervisor.stats();
+    const reloads = supervisor.reloadStats;
     return json({
       version: options.version,
+      config: supervisor.config.source,
       workers: supervisor.workerCount,
       listeners: supervisor.listeners,
       uptime_ms: Date.now() - started,
       connections: stats.connections,
       queued_bytes: supervisor.sharedCounters.queuedBytes,
       blacklist_entries: supervisor.blacklist().length,
+      reloads: {
+        succeeded: reloads.succeeded,
+        failed: reloads.failed,
+        last_at: reloads.lastAt === 0 ? null : new Date(reloads.lastAt).toISOString(),
+        last_errors: reloads.lastErrors,
+      },
     });
   }
   if (method === "GET" && path === "/connections") {
@@ -90,6 +110,9 @@ async function route(
   }
   if (method === "GET" && path === "/counters") {
     const stats = await supervisor.stats();
+    const t = sumTables(stats.workers);
+    const named = (names: readonly string[], values: number[]) =>
+      Object.fromEntries(names.map((n, i) => [n, values[i]]));
     return json({
       counters: stats.counters,
       gauges: {
@@ -97,7 +120,67 @@ async function route(
         queued_bytes: supervisor.sharedCounters.queuedBytes,
         blacklist_entries: supervisor.blacklist().length,
       },
+      requests_in: named(METHOD_LABELS, t.requestsIn),
+      requests_forwarded: named(METHOD_LABELS, t.requestsOut),
+      responses_in: named(STATUS_CLASSES, t.responsesIn),
+      responses_forwarded: named(STATUS_CLASSES, t.responsesOut),
+      local_replies: named(STATUS_CLASSES, t.localReplies),
+      failures: named(FAILURE_REASONS, t.failures),
     });
+  }
+  if (method === "GET" && path === "/metrics") {
+    const stats = await supervisor.stats();
+    const memory = Deno.memoryUsage();
+    const cpu = process.cpuUsage();
+    const body = renderMetrics({
+      version: options.version,
+      startedAt: started,
+      now: Date.now(),
+      workers: stats.workers,
+      transports: supervisor.config.plugins.filter((p) => p.kind === "transport").map((p) =>
+        p.name
+      ),
+      queuedBytes: supervisor.sharedCounters.queuedBytes,
+      blacklistEntries: supervisor.blacklist().length,
+      reloads: supervisor.reloadStats,
+      process: {
+        cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        residentBytes: memory.rss,
+        heapUsedBytes: memory.heapUsed,
+      },
+    });
+    return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
+  }
+  if (method === "POST" && path === "/reload") {
+    const report = await supervisor.reload();
+    return json(report, report.ok ? 200 : 422);
+  }
+  if (method === "GET" && path === "/plugins") {
+    return json({
+      plugins: supervisor.config.plugins.map((p) => ({
+        name: p.name,
+        kind: p.kind,
+        module: p.moduleUrl ?? "built-in",
+      })),
+    });
+  }
+  if (method === "GET" && path.startsWith("/plugins/")) {
+    let name: string;
+    try {
+      name = decodeURIComponent(path.slice("/plugins/".length));
+    } catch {
+      return json({ error: "malformed percent-encoding in the path" }, 400);
+    }
+    const view = await inspectPlugin(supervisor, name);
+    if (view === undefined) return json({ error: `plugin ${name} is not enabled` }, 404);
+    return json(view);
+  }
+  if (method === "GET" && path === "/tls/domains") {
+    const view = await inspectPlugin(supervisor, "tls");
+    if (view === undefined) {
+      return json({ error: "TLS is not enabled (no [plugins.tls] table in the config)" }, 404);
+    }
+    return json(view);
   }
   if (path === "/blacklist") {
     if (method === "GET") return json({ entries: supervisor.blacklist() });
@@ -120,6 +203,40 @@ async function route(
     return json({ deleted: existed, key }, existed ? 200 : 404);
   }
   return json({ error: `no route for ${method} ${path}` }, 404);
+}
+
+/**
+ * What a plugin shows of itself: its definition's `inspect(config)`, else its config; secrets
+ * redacted either way. Undefined when no plugin of that name is enabled.
+ */
+async function inspectPlugin(supervisor: Supervisor, name: string): Promise<unknown> {
+  const plugin = supervisor.config.plugins.find((p) => p.name === name);
+  if (plugin === undefined) return undefined;
+  // loadPlugin is cached by the module loader: the definition is already imported.
+  const definition = await loadPlugin({ name: plugin.name, moduleUrl: plugin.moduleUrl });
+  const view = definition.inspect ? definition.inspect(plugin.config) : plugin.config;
+  return redact(view);
+}
+
+const SECRET_KEY = /pass(word|phrase)|secret|token/i;
+
+/**
+ * Replaces what must not leave the process: values of keys that name a secret (password,
+ * passphrase, secret, token), PEM blocks and raw bytes (a prepared TLS config may carry key
+ * material). A plugin's `inspect` should not return them; this is the safety net, for the
+ * plain-config fallback above all.
+ */
+export function redact(value: unknown, key = ""): unknown {
+  if (typeof value === "string") {
+    if (value.includes("-----BEGIN")) return `(PEM, ${value.length} characters)`;
+    return SECRET_KEY.test(key) && value !== "" ? "(redacted)" : value;
+  }
+  if (value instanceof Uint8Array) return `(${value.length} bytes)`;
+  if (Array.isArray(value)) return value.map((v) => redact(v, key));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
+  }
+  return value;
 }
 
 async function addEntry(supervisor: Supervisor, request: Request): Promise<Response> {
