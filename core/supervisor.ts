@@ -223,10 +223,9 @@ export class Supervisor {
   #refused(source: string, errors: string[]): ReloadReport {
     this.reloadStats.failed++;
     this.reloadStats.lastErrors = errors;
-    log.error("reload of {source} refused, the running configuration is unchanged:\n{errors}", {
-      source,
-      errors: errors.join("\n"),
-    });
+    log.error("reload of {source} refused, the running configuration is unchanged", { source });
+    // One record per problem: readable in text logs, one field each in JSON logs.
+    for (const error of errors) log.error("reload refused: {error}", { error });
     return { ok: false, source, errors };
   }
 

@@ -25,10 +25,13 @@ class ConfigFile {
 async function reload(proxy: SipedgeProcess): Promise<string> {
   const before = proxy.output().length;
   Deno.kill(proxy.pid, "SIGHUP");
-  return await waitUntil(() => {
+  await waitUntil(() => {
     const out = proxy.output().slice(before);
     return /reload of .* (applied|refused)/.test(out) ? out : undefined;
   }, 10_000);
+  // A refusal is followed by one line per error.
+  await new Promise((r) => setTimeout(r, 200));
+  return proxy.output().slice(before);
 }
 
 function config(options: { ports: number[]; forward: string; extra?: string }): string {

@@ -9,12 +9,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
 import { configFile, type ListenAddress, parseListenAddress } from "./schema.ts";
 import { locateKey } from "./locate.ts";
-import {
-  ALWAYS_ENABLED,
-  BUILTIN_PLUGINS,
-  loadPlugin,
-  moduleVersion,
-} from "../plugin/registry.ts";
+import { ALWAYS_ENABLED, BUILTIN_PLUGINS, loadPlugin, moduleVersion } from "../plugin/registry.ts";
 import { PluginConfigError, type PluginKind } from "../plugin/types.ts";
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../sip/uri.ts";
@@ -170,6 +165,8 @@ export async function resolveConfig(
   }
 
   const plugins: ResolvedPlugin[] = [];
+  /** Plugins whose table or module has errors (already reported: no follow-on errors). */
+  const failed = new Set<string>();
   const baseUrl = path === undefined ? new URL(`file://${Deno.cwd()}/`) : toFileUrl(path);
   for (const [name, table] of Object.entries(pluginTables)) {
     const { module, ...settings } = table;
@@ -180,11 +177,13 @@ export async function resolveConfig(
       def = await loadPlugin({ name, moduleUrl, version });
     } catch (error) {
       report(["plugins", name, ...(module ? ["module"] : [])], (error as Error).message);
+      failed.add(name);
       continue;
     }
     const result = def.config.safeParse(settings);
     if (!result.success) {
       collect(result.error.issues, ["plugins", name]);
+      failed.add(name);
       continue;
     }
     let config = result.data;
@@ -199,6 +198,7 @@ export async function resolveConfig(
       } catch (error) {
         const keyPath = error instanceof PluginConfigError ? error.path : [];
         report(["plugins", name, ...keyPath], (error as Error).message);
+        failed.add(name);
         continue;
       }
     }
@@ -208,7 +208,7 @@ export async function resolveConfig(
 
   const transports = new Set(plugins.filter((p) => p.kind === "transport").map((p) => p.name));
   listen.forEach((l, i) => {
-    if (l !== INVALID_LISTEN && !transports.has(l.transport)) {
+    if (l !== INVALID_LISTEN && !transports.has(l.transport) && !failed.has(l.transport)) {
       report(
         ["listen", i, "address"],
         `transport "${l.transport}" is not enabled (add a [plugins.${l.transport}] table)`,

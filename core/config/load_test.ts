@@ -39,9 +39,13 @@ Deno.test("loadConfig: the bundled config.toml is valid", async () => {
   const path = new URL("../../config.toml", import.meta.url).pathname;
   const config = await loadConfig(path);
   assert.equal(config.source, path);
-  assert.deepEqual(config.listen, [{ transport: "tcp", hostname: "127.0.0.1", port: 5060 }]);
+  assert.deepEqual(config.listen, [
+    { transport: "tcp", hostname: "127.0.0.1", port: 5060 },
+    { transport: "tls", hostname: "127.0.0.1", port: 5061 },
+  ]);
   assert.deepEqual(config.plugins.map((p) => [p.name, p.kind]), [
     ["tcp", "transport"],
+    ["tls", "transport"],
     ["static_router", "router"],
     ["timeouts", "policy"],
     ["limits", "policy"],
@@ -234,11 +238,11 @@ Deno.test("resolveConfig: errors name the source, line and key", async (t) => {
   });
   await t.step("a [[listen]] using a transport with no plugin", async () => {
     const message = await oneError(
-      `${LISTEN}[[listen]]\naddress = "tls:127.0.0.1:5061"\n`,
+      `${LISTEN}[[listen]]\naddress = "sctp:127.0.0.1:5061"\n`,
       4,
       "listen[1].address",
     );
-    assert.equal(message, `transport "tls" is not enabled (add a [plugins.tls] table)`);
+    assert.equal(message, `transport "sctp" is not enabled (add a [plugins.sctp] table)`);
   });
   await t.step("a [[listen]] using a router as its transport", async () => {
     await oneError(
@@ -254,7 +258,7 @@ Deno.test("resolveConfig: multiple errors are reported together, in line order",
     `[plugins.static_router]\nrouts = 1\n` +
       `[sipedge]\nworkers = "two"\n` +
       `[plugins.timeouts]\nmessage_read_timeout = "x"\n` +
-      `[[listen]]\naddress = "tls:127.0.0.1:5061"\n` +
+      `[[listen]]\naddress = "sctp:127.0.0.1:5061"\n` +
       `[plugins.nosuch]\n`,
   );
   assert.deepEqual(errors.map((e) => e.split(": ").slice(0, 2).join(": ")), [
