@@ -11,6 +11,7 @@ type ModuleLoader = () => Promise<{ default: PluginDefinition<unknown> }>;
 /** Built-in plugins by name. */
 export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
   tcp: () => import("../../plugins/tcp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  tls: () => import("../../plugins/tls.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   static_router: () =>
     import("../../plugins/static_router.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   timeouts: () =>
