@@ -27,6 +27,13 @@ Deno.test("messageKind: every known method, other methods, status classes, non-S
     assert.deepEqual(messageKind(bytes(`SIP/2.0 ${c}23 X\r\n`)), RESPONSE_KIND + c - 1);
   }
   assert.deepEqual(messageKind(bytes("SIP/2.0 700 X\r\n")), NOT_SIP);
+  assert.deepEqual(messageKind(bytes("SIP/12.0 404 X\r\n")), RESPONSE_KIND + 3); // not 2.0
+  assert.deepEqual(messageKind(bytes("SIP/2.0200 OK\r\n")), NOT_SIP);
+  assert.deepEqual(messageKind(bytes("ACKX sip:a SIP/2.0\r\n")), other);
+  assert.deepEqual(messageKind(bytes("SUBSCRIBEX sip:a SIP/2.0\r\n")), other);
+  assert.deepEqual(messageKind(bytes("SUBSCRIPE sip:a SIP/2.0\r\n")), other);
+  assert.deepEqual(messageKind(bytes("INVITE")), other);
+  assert.deepEqual(messageKind(bytes("\x01BC sip:a SIP/2.0\r\n")), NOT_SIP);
   assert.deepEqual(messageKind(bytes("SIP/2.0")), NOT_SIP);
   assert.deepEqual(messageKind(bytes("\r\n")), NOT_SIP);
   assert.deepEqual(messageKind(bytes("\r\n\r\n")), NOT_SIP);
