@@ -1,7 +1,9 @@
 /**
  * Runs Kamailio 5.6 as a stateless TCP proxy (`forward()` to a fixed destination), the
  * reference peer the interop tests can run against instead of sipedge
- * (`SIPEDGE_INTEROP_PROXY=kamailio`) to prove that a scenario itself is sound.
+ * (`SIPEDGE_INTEROP_PROXY=kamailio`) to prove that a scenario itself is sound. With `tls` it
+ * also listens for SIP over TLS (Kamailio's tls module) and can forward over TLS
+ * (`forward: "sip:HOST:PORT;transport=tls"`): the TLS interop tests use it both ways.
  *
  * @module
  */
@@ -18,6 +20,21 @@ export interface StartKamailioOptions {
   recordRoute?: boolean;
   /** Processes for each of UDP receivers and TCP workers (default 2, as sipedge's workers). */
   children?: number;
+  /** Listen for TLS too, and use TLS for `transport=tls` destinations. */
+  tls?: KamailioTlsOptions;
+}
+
+/** Kamailio's TLS settings (its tls module, one server and one client profile). */
+export interface KamailioTlsOptions {
+  /** The TLS port to listen on, on 127.0.0.1. */
+  port: number;
+  /** Server certificate and key (PEM file paths). */
+  certificate: string;
+  privateKey: string;
+  /** CA list (PEM file) for verifying peers; without it nothing is verified. */
+  caList?: string;
+  /** As a TLS client, verify the server's certificate against `caList` (default false). */
+  verifyServer?: boolean;
 }
 
 /** A running Kamailio, as returned by {@linkcode startKamailio}. */
@@ -39,8 +56,14 @@ const KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
  * @param options port, destination, record-route and process counts
  * @returns the configuration text
  */
-export function kamailioConfig(options: StartKamailioOptions): string {
+export function kamailioConfig(options: StartKamailioOptions, dir = "."): string {
   const children = options.children ?? 2;
+  const tls = options.tls === undefined ? "" : `enable_tls=yes
+listen=tls:127.0.0.1:${options.tls.port}
+`;
+  const tlsModule = options.tls === undefined ? "" : `loadmodule "tls.so"
+modparam("tls", "config", "${dir}/tls.cfg")
+`;
   return `#!KAMAILIO
 debug=1
 log_stderror=yes
@@ -50,8 +73,8 @@ tcp_children=${children}
 disable_tcp=no
 auto_aliases=no
 listen=tcp:127.0.0.1:${options.port}
-mpath="${KAMAILIO_MODULES}"
-loadmodule "sl.so"
+${tls}mpath="${KAMAILIO_MODULES}"
+${tlsModule}loadmodule "sl.so"
 loadmodule "maxfwd.so"
 loadmodule "rr.so"
 loadmodule "pv.so"
@@ -72,6 +95,30 @@ ${
 }
 
 /**
+ * Builds the tls module's profiles (tls.cfg): the server certificate, no client certificate
+ * asked for; as a client, server verification only when asked.
+ *
+ * @param tls certificate, key, CA list and verification
+ * @returns the tls.cfg text
+ */
+export function kamailioTlsConfig(tls: KamailioTlsOptions): string {
+  const verify = tls.verifyServer === true ? "yes" : "no";
+  const ca = tls.caList === undefined ? "" : `ca_list = ${tls.caList}\n`;
+  return `[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = ${tls.certificate}
+private_key = ${tls.privateKey}
+${ca}
+[client:default]
+method = TLSv1.2+
+verify_certificate = ${verify}
+require_certificate = ${verify}
+${ca}`;
+}
+
+/**
  * Starts Kamailio in the foreground (`-DD -E`) with a generated config and waits until it
  * listens.
  *
@@ -81,7 +128,10 @@ ${
 export async function startKamailio(options: StartKamailioOptions): Promise<KamailioProcess> {
   const kamailio = findOnPath("kamailio") ?? "/usr/sbin/kamailio";
   const dir = await Deno.makeTempDir({ prefix: "sipedge_kamailio_" });
-  await Deno.writeTextFile(`${dir}/kamailio.cfg`, kamailioConfig(options));
+  await Deno.writeTextFile(`${dir}/kamailio.cfg`, kamailioConfig(options, dir));
+  if (options.tls !== undefined) {
+    await Deno.writeTextFile(`${dir}/tls.cfg`, kamailioTlsConfig(options.tls));
+  }
   const child = new Deno.Command(kamailio, {
     args: ["-f", `${dir}/kamailio.cfg`, "-DD", "-E", "-Y", dir, "-m", "64", "-M", "8"],
     stdin: "null",
@@ -119,7 +169,12 @@ export async function startKamailio(options: StartKamailioOptions): Promise<Kama
   try {
     const abort = new AbortController();
     const outcome = await Promise.race([
-      waitForTcpListen(options.port, 10_000, "kamailio", abort.signal).then(
+      Promise.all([
+        waitForTcpListen(options.port, 10_000, "kamailio", abort.signal),
+        ...(options.tls === undefined
+          ? []
+          : [waitForTcpListen(options.tls.port, 10_000, "kamailio (tls)", abort.signal)]),
+      ]).then(
         () => "listening",
         (err: Error) => err.message,
       ),
