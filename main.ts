@@ -63,6 +63,7 @@ async function main(args: string[]): Promise<number> {
       control: cli.control,
     },
     logLevel: cli.logLevel as LogLevel | undefined,
+    logFormat: cli.logFormat,
   });
   // Signal listeners go in before anything starts: a signal that arrives before its listener
   // is registered kills the process with the default action.

@@ -25,7 +25,7 @@ import process from "node:process";
 import { getLogger } from "@logtape/logtape";
 import { durationSchema } from "./config/schema.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics, sumTables } from "./metrics.ts";
-import { loadPlugin } from "./plugin/registry.ts";
+import { inspectPlugin as pluginView } from "./plugin/registry.ts";
 import { FAILURE_REASONS, METHOD_LABELS, STATUS_CLASSES } from "./stats.ts";
 import { destinationKey, parseDestination } from "./transport/destination.ts";
 import type { Supervisor } from "./supervisor.ts";
@@ -212,10 +212,7 @@ async function route(
 async function inspectPlugin(supervisor: Supervisor, name: string): Promise<unknown> {
   const plugin = supervisor.config.plugins.find((p) => p.name === name);
   if (plugin === undefined) return undefined;
-  // loadPlugin is cached by the module loader: the definition is already imported.
-  const definition = await loadPlugin({ name: plugin.name, moduleUrl: plugin.moduleUrl });
-  const view = definition.inspect ? definition.inspect(plugin.config) : plugin.config;
-  return redact(view);
+  return redact(await pluginView(plugin));
 }
 
 const SECRET_KEY = /pass(word|phrase)|secret|token/i;

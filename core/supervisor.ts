@@ -13,7 +13,9 @@ import {
   loadConfig,
   type ResolvedConfig,
   type ResolvedListen,
+  type ResolvedPlugin,
 } from "./config/load.ts";
+import { inspectPlugin } from "./plugin/registry.ts";
 import { describeChanges } from "./config/changes.ts";
 import { setupLogging } from "./logging.ts";
 import type { LogLevel } from "@logtape/logtape";
@@ -63,6 +65,8 @@ export interface SupervisorOptions {
   overrides?: ConfigOverrides;
   /** `--log-level`: wins over the file's `log_level`, also after reloads. */
   logLevel?: LogLevel;
+  /** `--log-format`: wins over the file's `log_format`, also after reloads. */
+  logFormat?: "text" | "json";
 }
 
 /** Runs and stops the reader workers; the global state lives here. */
@@ -170,6 +174,9 @@ export class Supervisor {
     if (this.#options.logLevel !== undefined) {
       configured.sipedge.log_level = this.#options.logLevel;
     }
+    if (this.#options.logFormat !== undefined) {
+      configured.sipedge.log_format = this.#options.logFormat;
+    }
     // 2. build in every worker (worker 0 first: a new port-0 listener gets its port there)
     let next: ResolvedConfig = { ...configured, listen: this.#keepPorts(configured.listen) };
     let bound: ListenerInfo[] = [];
@@ -202,7 +209,11 @@ export class Supervisor {
         )
       ),
     );
-    const changes = describeChanges(this.#configured, configured);
+    const views = new Map<ResolvedPlugin, unknown>();
+    for (const p of [...this.#configured.plugins, ...configured.plugins]) {
+      views.set(p, await inspectPlugin(p));
+    }
+    const changes = describeChanges(this.#configured, configured, (p) => views.get(p));
     const levelChanged = next.sipedge.log_level !== this.#config.sipedge.log_level ||
       next.sipedge.log_format !== this.#config.sipedge.log_format;
     this.#configured = configured;

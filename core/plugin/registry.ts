@@ -132,3 +132,21 @@ export async function loadPlugin(
   }
   return def as PluginDefinition<unknown>;
 }
+
+/**
+ * A plugin's operator-facing view (control API, reload reports): its definition's
+ * `inspect(config)`, else its config. The definition is already imported (cached).
+ */
+export async function inspectPlugin(plugin: {
+  name: string;
+  moduleUrl?: string;
+  version?: string;
+  config: unknown;
+}): Promise<unknown> {
+  try {
+    const def = await loadPlugin(plugin);
+    return def.inspect === undefined ? plugin.config : def.inspect(plugin.config);
+  } catch {
+    return plugin.config;
+  }
+}
