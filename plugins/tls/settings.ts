@@ -9,6 +9,29 @@ import { positiveDurationSchema } from "../../core/config/schema.ts";
 
 const TLS_VERSIONS = ["TLSv1.2", "TLSv1.3"] as const;
 
+/**
+ * The cipher suites the runtime's TLS stack (rustls) negotiates, by their OpenSSL names (the
+ * names connections report). All are AEAD with forward secrecy.
+ */
+export const SUPPORTED_CIPHERS: readonly string[] = [
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+const ciphersSchema = z.string().min(1).refine(
+  (text) => text.split(":").every((name) => SUPPORTED_CIPHERS.includes(name.trim())),
+  `colon-separated cipher suites out of ${SUPPORTED_CIPHERS.join(", ")}`,
+).optional().describe(
+  "Allowed cipher suites, colon-separated OpenSSL names (TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256). The runtime's TLS stack offers only AEAD suites and takes no list, so a connection that negotiated a suite not listed is closed right after its handshake. Absent: every suite the runtime offers.",
+);
+
 /** A minimum TLS version. */
 export type TlsVersion = (typeof TLS_VERSIONS)[number];
 
@@ -46,9 +69,7 @@ export const serverDomainSchema = z.strictObject({
     "Client certificates: off (not asked for), optional (asked for; one that is sent must verify), required (a client without a valid one is refused).",
   ),
   min_version: z.enum(TLS_VERSIONS).default("TLSv1.2").describe("Lowest TLS version accepted."),
-  ciphers: z.string().min(1).optional().describe(
-    "Cipher suites (OpenSSL-style list, e.g. TLS_AES_256_GCM_SHA384:ECDHE-ECDSA-AES256-GCM-SHA384); runtime default when absent.",
-  ),
+  ciphers: ciphersSchema,
 });
 
 /** `[[plugins.tls.client_domains]]`: how sipedge connects to TLS servers. */
@@ -74,9 +95,7 @@ export const clientDomainSchema = z.strictObject({
   certificate: optionalPath("Client certificate chain (PEM) for mutual TLS; needs private_key."),
   private_key: optionalPath("Private key of the client certificate (PEM, unencrypted)."),
   min_version: z.enum(TLS_VERSIONS).default("TLSv1.2").describe("Lowest TLS version accepted."),
-  ciphers: z.string().min(1).optional().describe(
-    "Cipher suites (OpenSSL-style list); runtime default when absent.",
-  ),
+  ciphers: ciphersSchema,
 });
 
 /** The `[plugins.tls]` table as written. */

@@ -42,6 +42,8 @@ import type {
 interface ServerEntry extends PreparedServerDomain {
   options: tls.SecureContextOptions;
   context: tls.SecureContext;
+  /** The cipher suites allowed; undefined: any the runtime negotiates. */
+  allowedCiphers: Set<string> | undefined;
 }
 
 /** A client domain with its secure context. */
@@ -49,6 +51,28 @@ interface ClientEntry
   extends Pick<PreparedClientDomain, "name" | "verifyServer" | "verifyHostName"> {
   match: string[];
   context: tls.SecureContext;
+  allowedCiphers: Set<string> | undefined;
+}
+
+/** `A:B` → {A, B}; undefined stays undefined. */
+function cipherSet(ciphers: string | undefined): Set<string> | undefined {
+  return ciphers === undefined ? undefined : new Set(ciphers.split(":").map((c) => c.trim()));
+}
+
+/**
+ * The runtime's TLS stack takes no cipher list (it negotiates its own AEAD suites), so a
+ * domain's list is applied to what was negotiated: a suite not in it closes the connection.
+ */
+function cipherRefusal(
+  socket: tls.TLSSocket,
+  allowed: Set<string> | undefined,
+): string | undefined {
+  if (allowed === undefined) return undefined;
+  const cipher = socket.getCipher();
+  if (cipher !== null && (allowed.has(cipher.name) || allowed.has(cipher.standardName))) {
+    return undefined;
+  }
+  return `cipher suite ${cipher?.name ?? "(unknown)"} is not in the domain's ciphers`;
 }
 
 /** The domain tables of one config: built whole before it is put in force. */
@@ -75,13 +99,19 @@ export class TlsState {
         ...(d.caList === undefined ? {} : { ca: d.caList }),
         ...(d.ciphers === undefined ? {} : { ciphers: d.ciphers }),
       };
-      return { ...d, options, context: secureContext(`server domain ${d.name}`, options) };
+      return {
+        ...d,
+        options,
+        context: secureContext(`server domain ${d.name}`, options),
+        allowedCiphers: cipherSet(d.ciphers),
+      };
     });
     const client = prepared.client.map((d): ClientEntry => ({
       name: d.name,
       match: d.match,
       verifyServer: d.verifyServer,
       verifyHostName: d.verifyHostName,
+      allowedCiphers: cipherSet(d.ciphers),
       context: secureContext(`client domain ${d.name}`, {
         minVersion: d.minVersion,
         ...(d.caList === undefined ? {} : { ca: d.caList }),
@@ -94,6 +124,7 @@ export class TlsState {
       match: [],
       verifyServer: true,
       verifyHostName: true,
+      allowedCiphers: undefined,
       context: secureContext("default client domain", { minVersion: "TLSv1.2" }),
     };
     this.client = new ClientDomainTable(client, fallback);
@@ -287,7 +318,8 @@ class TlsListener implements StreamListener {
     socket.on("error", () => {}); // reported by 'close' once wrapped; never an uncaught error
     const domain = this.#domains()?.select(serverName(socket));
     if (domain === undefined || this.#closed) return void socket.destroy();
-    const refusal = clientCertificateRefusal(socket, domain.verifyClient);
+    const refusal = clientCertificateRefusal(socket, domain.verifyClient) ??
+      cipherRefusal(socket, domain.allowedCiphers);
     if (refusal !== undefined) {
       this.#transport.log.info("TLS client {remote} refused by domain {domain}: {why}", {
         remote: `${socket.remoteAddress}:${socket.remotePort}`,
@@ -496,6 +528,8 @@ function serverCertificateProblem(
   if (domain.verifyServer && !socket.authorized) {
     return `server certificate not trusted (client domain ${domain.name}): ${socket.authorizationError}`;
   }
+  const cipher = cipherRefusal(socket, domain.allowedCiphers);
+  if (cipher !== undefined) return `${cipher} (client domain ${domain.name})`;
   if (domain.verifyHostName) {
     const cert = socket.getPeerCertificate(true);
     if (cert === null || Object.keys(cert).length === 0) return "the server sent no certificate";

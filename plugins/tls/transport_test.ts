@@ -262,3 +262,70 @@ Deno.test("tls transport: connect honours the abort signal (a server that never 
     await acceptLoop;
   }
 });
+
+Deno.test("tls transport: a domain's ciphers: a connection that negotiated another suite is closed", async () => {
+  await using pki = await TestPki.create();
+  const ca = await pki.ca("Test CA");
+  const a = await pki.issue(ca, "a", { dns: ["a.example"] });
+  const tlsPlugin = await instance(
+    await prepared({
+      server_domains: [{
+        name: "a",
+        certificate: a.cert,
+        private_key: a.key,
+        ciphers: "TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
+      }],
+    }, pki.dir),
+  );
+  const listener = await tlsPlugin.transport.listen({ hostname: "127.0.0.1", port: 0 });
+  const sockets: StreamSocket[] = [];
+  listener.start(collect(sockets, false));
+  const sClient = async (args: string[]) => {
+    const out = await new Deno.Command("openssl", {
+      args: ["s_client", "-connect", `127.0.0.1:${listener.addr.port}`, ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.code;
+  };
+  try {
+    await sClient(["-ciphersuites", "TLS_AES_256_GCM_SHA384"]);
+    await sClient(["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"]);
+    assert.equal(sockets.length, 0, "suites not listed are refused");
+    await sClient(["-ciphersuites", "TLS_AES_128_GCM_SHA256"]);
+    await sClient(["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]);
+    assert.deepEqual(sockets.map((s) => s.details!().cipher), [
+      "TLS_AES_128_GCM_SHA256",
+      "ECDHE-ECDSA-AES128-GCM-SHA256",
+    ]);
+    assert.throws(
+      () => tlsSettingsSchema.parse({ client_domains: [{ name: "c", ciphers: "RC4-MD5" }] }),
+      /colon-separated cipher suites out of/,
+    );
+  } finally {
+    for (const s of sockets) s.close();
+    listener.close();
+  }
+});
+
+Deno.test("tls transport: a client that does not complete the handshake is disconnected after handshake_timeout", async () => {
+  await using pki = await TestPki.create();
+  const tlsPlugin = await instance(await prepared({ handshake_timeout: "300ms" }, pki.dir));
+  const listener = await tlsPlugin.transport.listen({ hostname: "127.0.0.1", port: 0 });
+  listener.start((s) => s.close());
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  try {
+    const started = Date.now();
+    const read = await Promise.race([
+      conn.read(new Uint8Array(16)).catch(() => null),
+      new Promise((r) => setTimeout(() => r("still open"), 3000)),
+    ]);
+    assert.equal(read, null, "closed by sipedge");
+    const ms = Date.now() - started;
+    assert.ok(ms >= 250 && ms < 2000, `${ms} ms`);
+  } finally {
+    conn.close();
+    listener.close();
+  }
+});
