@@ -96,6 +96,16 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Polls an async check every 50 ms until it returns true; false after `timeoutMs`. */
+async function pollUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await delay(50);
+  }
+  return false;
+}
+
 // --- server side: SNI, default, generated certificate, client certificates ------------------
 
 Deno.test("tls e2e: s_client with -servername gets each domain's certificate; no SNI gets the default; a listener without a domain gets a generated one", async () => {
@@ -462,19 +472,15 @@ expire = "5s"
         proxy.output(),
         new RegExp(`send failure send_timeout to ${key} on connection \\d+: .*blacklisted: true`),
       );
-      const timedOut = await waitUntil(
-        async () => {
-          try {
-            const m = await sender.nextMessage(100);
-            statuses.set(m.callId, m.status);
-          } catch {
-            // none
-          }
-          return [...statuses.values()].includes(408) || undefined;
-        },
-        3000,
-        "a 408 for a queued request",
-      ).catch(() => false);
+      const timedOut = await pollUntil(async () => {
+        try {
+          const m = await sender.nextMessage(100);
+          statuses.set(m.callId, m.status);
+        } catch {
+          // none
+        }
+        return [...statuses.values()].includes(408);
+      }, 3000);
       assert.equal(timedOut, true, `statuses: ${[...statuses.values()].join(",")}`);
 
       // And the client side is still fine: a new request to sipedge itself is answered.
@@ -630,6 +636,69 @@ Deno.test("tls e2e: the generated certificate is accepted by openssl and carries
       const text = await openssl(["x509", "-noout", "-text"], undefined, pem);
       assert.match(text, /IP Address:127\.0\.0\.1/);
       assert.match(text, /DNS:localhost/);
+    });
+  } finally {
+    await proxy.stop();
+  }
+});
+
+Deno.test("tls e2e: SIGHUP reload adds a domain; a reload with an expired certificate is refused and changes nothing", async () => {
+  await using pki = await TestPki.create();
+  const ca = await pki.ca("Test CA");
+  const a = await pki.issue(ca, "a", { dns: ["a.example"] });
+  const b = await pki.issue(ca, "b", { dns: ["b.example"] });
+  const old = generateSelfSigned({
+    commonName: "old",
+    notBefore: new Date(Date.now() - 100 * 86_400_000),
+    days: 10,
+  });
+  const oldCert = await pki.write("old.pem", old.certificate);
+  const oldKey = await pki.write("old.key", old.privateKey);
+  const port = freePort();
+  const head = `[sipedge]
+workers = 2
+[[listen]]
+address = "tls:127.0.0.1:${port}"
+[plugins.tls]
+${serverDomain("a", a)}
+`;
+  const path = await pki.write("sipedge.toml", head);
+  const proxy = await startSipedge({ args: ["--config", path, "--control", "off"] });
+  try {
+    await withOutput(proxy, async () => {
+      await using open = await TlsUac.connect(port, { servername: "a.example" });
+      assert.equal(servedCn(await sClient(port, ["-servername", "b.example"])), "a");
+
+      await Deno.writeTextFile(path, head + serverDomain("b", b, { server_names: ["b.example"] }));
+      Deno.kill(proxy.pid, "SIGHUP");
+      const reloaded = await pollUntil(
+        async () => servedCn(await sClient(port, ["-servername", "b.example"])) === "b",
+        5000,
+      );
+      assert.ok(reloaded, "b.example not served after the reload");
+      for (let i = 0; i < 3; i++) {
+        assert.equal(servedCn(await sClient(port, ["-servername", "b.example"])), "b");
+      }
+
+      await Deno.writeTextFile(
+        path,
+        head +
+          serverDomain("b", { ...b, cert: oldCert, key: oldKey }, { server_names: ["b.example"] }),
+      );
+      Deno.kill(proxy.pid, "SIGHUP");
+      await waitUntil(
+        () =>
+          /plugins\.tls\.server_domains\[1\]\.certificate: certificate .*old\.pem .*expired on/
+            .test(proxy.output()) || undefined,
+        5000,
+        "the refused reload's error",
+      );
+      assert.equal(servedCn(await sClient(port, ["-servername", "b.example"])), "b", "unchanged");
+
+      // The connection opened before both reloads still carries SIP.
+      const request = optionsToEdge(port);
+      await open.send(request.bytes);
+      assert.equal((await open.nextMessage()).status, 200);
     });
   } finally {
     await proxy.stop();

@@ -495,26 +495,32 @@ function connectTls(transport: TlsTransport, options: ConnectOptions): Promise<S
     };
     const onAbort = () => fail(timeoutError(destination));
     signal.addEventListener("abort", onAbort, { once: true });
-    socket.once("error", (error: Error & { code?: string }) => {
+    // `on`, not `once`: a second error event without a listener would be an uncaught error.
+    const onError = (error: Error & { code?: string }) => {
       if (error.code === "ECONNREFUSED") {
         fail(new Deno.errors.ConnectionRefused(`connection refused by ${destination}`));
       } else {
         fail(new Error(`TLS connect to ${destination} failed: ${error.message}`));
       }
-    });
-    socket.once(
-      "close",
-      () => fail(new Error(`${destination} closed the connection during the TLS handshake`)),
-    );
+    };
+    const onClose = () =>
+      fail(new Error(`${destination} closed the connection during the TLS handshake`));
+    socket.on("error", onError);
+    socket.on("close", onClose);
     socket.once("secureConnect", () => {
       if (settled) return;
       const problem = serverCertificateProblem(socket, domain, hostname);
       if (problem !== undefined) return fail(new Error(`TLS ${destination}: ${problem}`));
       settled = true;
       signal.removeEventListener("abort", onAbort);
-      socket.removeAllListeners("close");
-      socket.removeAllListeners("error");
-      resolve(new TlsSocket(socket, domain.name, ip ? undefined : hostname, { hostname, port }));
+      // The socket's own listeners go in before the connect's come off: no moment without one.
+      const connected = new TlsSocket(socket, domain.name, ip ? undefined : hostname, {
+        hostname,
+        port,
+      });
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      resolve(connected);
     });
   });
 }
