@@ -716,6 +716,17 @@ function isRows(value: unknown): value is Record<string, unknown>[] {
 }
 
 function rowsTable(rows: Record<string, unknown>[]): string {
+  // Rows with nested objects (a TLS domain and its certificate) read better as blocks, one per
+  // row, headed by its name, than as a table with JSON in its cells.
+  const nested = rows.some((r) =>
+    Object.values(r).some((v) => v !== null && typeof v === "object" && !Array.isArray(v))
+  );
+  if (nested) {
+    return rows.map((r, i) => {
+      const { name, ...rest } = r;
+      return `${typeof name === "string" ? name : `#${i + 1}`}\n${renderGeneric(rest, "  ")}`;
+    }).join("");
+  }
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   return table(keys.map((k) => k.toUpperCase()), rows.map((r) => keys.map((k) => r[k])));
 }

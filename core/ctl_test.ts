@@ -441,3 +441,18 @@ Deno.test("ctl helpers: durations, tables, generic rendering", () => {
   assert.equal(renderGeneric({ a: { b: 1, c: [1, 2] } }), "a:\n  b:  1\n  c:  1, 2\n");
   assert.equal(renderGeneric([{ k: null, v: true }]), "K  V\n-  yes\n");
 });
+
+Deno.test("ctl: rows with nested objects render as one block per row, headed by its name", () => {
+  const text = renderGeneric({
+    server_domains: [
+      { name: "main", listener: "*", certificate: { subject: "CN=sip.example.com" } },
+      { name: "other", listener: "127.0.0.1:5061", certificate: { subject: "CN=b" } },
+    ],
+  });
+  assert.equal(
+    text,
+    "server_domains:\n" +
+      "  main\n    listener:  *\n    certificate:\n      subject:  CN=sip.example.com\n" +
+      "  other\n    listener:  127.0.0.1:5061\n    certificate:\n      subject:  CN=b\n",
+  );
+});
