@@ -13,6 +13,7 @@
  * @module
  */
 import { freePort, startSipedge } from "../tests/support/sipedge_process.ts";
+import { reloadConfig, type ReloadVariant } from "../tests/support/reload_configs.ts";
 import {
   findOnPath,
   parseSippStats,
@@ -28,32 +29,13 @@ const WORKERS = Number(Deno.env.get("WORKERS") ?? 2);
 const ROUNDS = Number(Deno.env.get("ROUNDS") ?? 1);
 const CLK_TCK = 100;
 
-function configText(variant: "a" | "b" | "invalid", sip: number, control: number): string {
-  const b = variant === "b";
-  return `[sipedge]
-workers = ${WORKERS}
-log_level = "warning"
-
-[control]
-address = "127.0.0.1:${control}"
-
-[[listen]]
-address = "tcp:127.0.0.1:${sip}"
-
-[plugins.static_router]
-record_route = ${b}
-
-[plugins.timeouts]
-send_timeout = "${b ? "8s" : "10s"}"
-idle_timeout = "${b ? "90s" : "120s"}"
-
-[plugins.limits]
-conn_wq_max = ${variant === "invalid" ? '"lots"' : b ? 524288 : 262144}
-wq_max = ${b ? 20971520 : 10485760}
-
-[plugins.blacklist]
-expire = "${b ? "30s" : "60s"}"
-`;
+function configText(variant: ReloadVariant, sip: number, control: number): string {
+  return reloadConfig(variant, {
+    sipPort: sip,
+    controlPort: control,
+    workers: WORKERS,
+    logLevel: "warning",
+  });
 }
 
 /** utime + stime of a process and all its threads, in seconds. */

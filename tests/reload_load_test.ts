@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort, startSipedge } from "./support/sipedge_process.ts";
+import { reloadConfig, type ReloadVariant } from "./support/reload_configs.ts";
 import {
   findOnPath,
   parseSippStats,
@@ -21,32 +22,8 @@ const CALLS = 3000;
 const RATE = 200;
 const RELOADS = 20;
 
-function configText(variant: "a" | "b" | "invalid", ports: { sip: number; control: number }) {
-  const b = variant === "b";
-  return `[sipedge]
-workers = 2
-
-[control]
-address = "127.0.0.1:${ports.control}"
-
-[[listen]]
-address = "tcp:127.0.0.1:${ports.sip}"
-
-[plugins.static_router]
-record_route = ${b}
-
-[plugins.timeouts]
-send_timeout = "${b ? "8s" : "10s"}"
-idle_timeout = "${b ? "90s" : "120s"}"
-keepalive_interval = "${b ? "20s" : "30s"}"
-
-[plugins.limits]
-conn_wq_max = ${variant === "invalid" ? '"lots"' : b ? 524288 : 262144}
-wq_max = ${b ? 20971520 : 10485760}
-
-[plugins.blacklist]
-expire = "${b ? "30s" : "60s"}"
-`;
+function configText(variant: ReloadVariant, ports: { sip: number; control: number }): string {
+  return reloadConfig(variant, { sipPort: ports.sip, controlPort: ports.control });
 }
 
 interface ConnectionRow {

@@ -21,6 +21,16 @@ class ConfigFile {
   }
 }
 
+/** Runs `check`; a failure gets sipedge's output appended to its message. */
+async function withOutput(proxy: SipedgeProcess, check: () => Promise<void>): Promise<void> {
+  try {
+    await check();
+  } catch (error) {
+    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
+    throw error;
+  }
+}
+
 /** Sends SIGHUP and waits for the reload's outcome line; returns the log from there on. */
 async function reload(proxy: SipedgeProcess): Promise<string> {
   const before = proxy.output().length;
@@ -59,7 +69,7 @@ Deno.test("reload: a new route applies to the next request on an open connection
   file.write(config({ ports: [port], forward: uas1.uri }));
   await using proxy = await startSipedge({ args: ["--config", file.path] });
   await using uac = await TestUac.connect(port);
-  try {
+  await withOutput(proxy, async () => {
     assert.equal(await ask(uac), 200);
 
     file.write(config({ ports: [port], forward: uas2.uri }));
@@ -78,10 +88,7 @@ Deno.test("reload: a new route applies to the next request on an open connection
     // Nothing changed in the file: the reload applies and says so.
     file.write(config({ ports: [port], forward: uas2.uri }));
     assert.match(await reload(proxy), /applied: no changes/);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
-  }
+  });
 });
 
 Deno.test("reload: listeners are added and removed; connections on a removed one stay", async () => {
@@ -91,7 +98,7 @@ Deno.test("reload: listeners are added and removed; connections on a removed one
   file.write(config({ ports: [port1], forward: uas.uri }));
   await using proxy = await startSipedge({ args: ["--config", file.path] });
   await using early = await TestUac.connect(port1);
-  try {
+  await withOutput(proxy, async () => {
     assert.equal(await ask(early), 200);
 
     file.write(config({ ports: [port1, port2], forward: uas.uri }));
@@ -104,10 +111,7 @@ Deno.test("reload: listeners are added and removed; connections on a removed one
     await assert.rejects(TestUac.connect(port1), Deno.errors.ConnectionRefused);
     assert.equal(await ask(early), 200, "a connection accepted on the removed listener");
     assert.equal(await ask(second), 200);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
-  }
+  });
 });
 
 Deno.test("reload: a listener that cannot bind refuses the whole reload", async () => {
@@ -121,17 +125,14 @@ Deno.test("reload: a listener that cannot bind refuses the whole reload", async 
   using blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const taken = (blocker.addr as Deno.NetAddr).port;
   await using uac = await TestUac.connect(port);
-  try {
+  await withOutput(proxy, async () => {
     file.write(config({ ports: [port, taken], forward: uas2.uri }));
     const log = await reload(proxy);
     assert.match(log, /refused/);
     assert.match(log, new RegExp(`cannot listen on tcp:127\\.0\\.0\\.1:${taken}`));
     assert.equal(await ask(uac), 200, "the old route is still in force");
     assert.doesNotMatch(log, /applied/);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
-  }
+  });
 });
 
 Deno.test("reload: an edited user plugin module is loaded again", async () => {
@@ -166,7 +167,7 @@ module = "./reply_plugin.ts"
   file.write(text);
   await using proxy = await startSipedge({ args: ["--config", file.path, "--workers", "1"] });
   await using uac = await TestUac.connect(port);
-  try {
+  await withOutput(proxy, async () => {
     assert.equal(await ask(uac), 486);
     writePlugin(488);
     // mtime is the version: make sure it moves even on a coarse clock.
@@ -174,10 +175,7 @@ module = "./reply_plugin.ts"
     Deno.utimeSync(plugin, later, later);
     assert.match(await reload(proxy), /applied: plugins\.reply_plugin: new module version/);
     assert.equal(await ask(uac), 488);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
-  }
+  });
 });
 
 Deno.test("reload: command-line --listen and --forward stay in force (port 0 keeps its port)", async () => {
@@ -190,15 +188,12 @@ Deno.test("reload: command-line --listen and --forward stay in force (port 0 kee
   });
   const port = Number(proxy.listening[0].split(":").at(-1));
   await using uac = await TestUac.connect(port);
-  try {
+  await withOutput(proxy, async () => {
     assert.equal(await ask(uac), 200);
     file.write(config({ ports: [freePort()], forward: uas2.uri, extra: "record_route = true" }));
     assert.match(await reload(proxy), /applied: plugins\.static_router: record_route$/m);
     await using again = await TestUac.connect(port);
     assert.equal(await ask(again), 200, "--forward still wins over the file's default_route");
     assert.equal(await ask(uac), 200);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
-  }
+  });
 });
