@@ -17,7 +17,6 @@ import {
 import { buildRequest, latin1, uniqueId, waitUntil } from "./support/sip_peer.ts";
 import { openssl, type TestCert, TestPki } from "./support/tls_certs.ts";
 import { TlsUac, TlsUas } from "./support/tls_peer.ts";
-import { generateSelfSigned } from "../plugins/tls/self_signed.ts";
 
 // --- helpers ---------------------------------------------------------------------------------
 
@@ -531,13 +530,7 @@ Deno.test("tls e2e: --check-config names the file, line, key and reason of every
   const ca = await pki.ca("Test CA");
   const a = await pki.issue(ca, "a", { dns: ["a.example"] });
   const b = await pki.issue(ca, "b", { dns: ["b.example"] });
-  const old = generateSelfSigned({
-    commonName: "old",
-    notBefore: new Date(Date.now() - 100 * 86_400_000),
-    days: 10,
-  });
-  const oldCert = await pki.write("old.pem", old.certificate);
-  const oldKey = await pki.write("old.key", old.privateKey);
+  const { cert: oldCert, key: oldKey } = await pki.expired("old");
   const path = await pki.write(
     "sipedge.toml",
     `[[listen]]
@@ -647,13 +640,7 @@ Deno.test("tls e2e: SIGHUP reload adds a domain; a reload with an expired certif
   const ca = await pki.ca("Test CA");
   const a = await pki.issue(ca, "a", { dns: ["a.example"] });
   const b = await pki.issue(ca, "b", { dns: ["b.example"] });
-  const old = generateSelfSigned({
-    commonName: "old",
-    notBefore: new Date(Date.now() - 100 * 86_400_000),
-    days: 10,
-  });
-  const oldCert = await pki.write("old.pem", old.certificate);
-  const oldKey = await pki.write("old.key", old.privateKey);
+  const { cert: oldCert, key: oldKey } = await pki.expired("old");
   const port = freePort();
   const head = `[sipedge]
 workers = 2

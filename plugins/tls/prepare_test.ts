@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { PluginConfigError } from "../../core/plugin/types.ts";
 import { TestPki } from "../../tests/support/tls_certs.ts";
 import { prepareTls } from "./prepare.ts";
-import { generateSelfSigned } from "./self_signed.ts";
 import { tlsSettingsSchema } from "./settings.ts";
 import plugin from "../tls.ts";
 
@@ -90,13 +89,7 @@ Deno.test("tls prepare: unreadable file, key of another certificate, expired cer
   const ca = await pki.ca("Test CA");
   const a = await pki.issue(ca, "a", { dns: ["a.example"] });
   const b = await pki.issue(ca, "b", { dns: ["b.example"] });
-  const old = generateSelfSigned({
-    commonName: "old",
-    notBefore: new Date(Date.now() - 400 * 86_400_000),
-    days: 30,
-  });
-  const oldCert = await pki.write("old.pem", old.certificate);
-  const oldKey = await pki.write("old.key", old.privateKey);
+  const { cert: oldCert, key: oldKey } = await pki.expired("old");
 
   const missing = await rejects(() =>
     prepare(

@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import { generateSelfSigned } from "../../plugins/tls/self_signed.ts";
 
 /** A key pair on disk. */
 export interface TestCert {
@@ -160,6 +161,18 @@ export class TestPki implements AsyncDisposable {
       "-extfile",
       `${name}.ext`,
     ], this.dir);
+    return await this.#read(name);
+  }
+
+  /** A self-signed certificate that expired `daysAgo` days ago, written as NAME.pem/NAME.key. */
+  async expired(name: string, daysAgo = 60): Promise<TestCert> {
+    const made = generateSelfSigned({
+      commonName: name,
+      notBefore: new Date(Date.now() - (daysAgo + 30) * 86_400_000),
+      days: 30,
+    });
+    await this.write(`${name}.pem`, made.certificate);
+    await this.write(`${name}.key`, made.privateKey);
     return await this.#read(name);
   }
 
