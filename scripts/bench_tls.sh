@@ -472,6 +472,13 @@ proxy_alive() { # NAME
   kill -0 "${PROXY_PID[$1]}" 2>/dev/null
 }
 
+# True when the proxy died or one of its processes did (Kamailio's main process takes a moment to
+# shut down after a child crashed).
+CRASH_LINES='exited by a signal|core was generated|Assertion .* failed|Segmentation fault|panicked'
+proxy_crashed() { # NAME
+  ! proxy_alive "$1" || grep -aqE "$CRASH_LINES" "$(proxy_log "$1")"
+}
+
 # Stops the proxy (if still there) and starts a fresh one.
 restart_proxy() { # NAME
   stop_pid "${PROXY_PID[$1]}"
@@ -517,12 +524,12 @@ step() { # KIND PROXY RATE SECONDS CONC
     sent=0 ok=0 failed=1 delivered=0 connects=0
     log "sipload gave no result ($kind $proxy $rate/s): $(tail -3 "$out" | tr '\n' ' ')"
   fi
-  if ! proxy_alive "$proxy"; then
+  if proxy_crashed "$proxy"; then
     note=CRASHED
     [ "$failed" -gt 0 ] || failed=1
     log "$proxy is no longer running after $kind $rate/s (concurrency $conc); its log ends with:"
     grep -av "load_tm\|bug #1491 \|server_name callback" "$(proxy_log "$proxy")" | tail -8 >&2 || true
-    NOTES+=("$proxy died during the $kind step at $rate/s, concurrency $conc (log: $(grep -a -m3 -iE 'BUG|signal|segfault|crash|unsupported algorithm' "$(proxy_log "$proxy")" | cut -c1-200 | tr '\n' '|'))")
+    NOTES+=("$proxy crashed during the $kind step at $rate/s, concurrency $conc (log: $(grep -acE 'BUG:' "$(proxy_log "$proxy")" || true) BUG lines before it; $(grep -aE "$CRASH_LINES" "$(proxy_log "$proxy")" | head -3 | cut -c1-160 | tr '\n' '|'))")
   elif [ "$failed" -gt 0 ]; then
     note="$(awk '{ for (i = 1; i <= NF; i++) { split($i, a, "="); if ((a[1] == "timeouts" || a[1] == "non2xx" ||
       a[1] == "conn_lost" || a[1] == "no_conn" || a[1] == "connect_failed" || a[1] == "resets") && a[2] > 0)
@@ -607,7 +614,7 @@ idle_run() { # PROXY TRANSPORT
   timeout $((IDLE_HOLD + 60)) tail --pid="$idle_pid" -f /dev/null || stop_pid "$idle_pid"
   wait "$idle_pid" 2>/dev/null || true
   sleep 3
-  proxy_alive "$proxy" || alive=no
+  ! proxy_crashed "$proxy" || alive=no
   m2="$(tree_mem "${PROXY_PID[$proxy]}")"
   line="$(grep '^SIPLOAD mode=idle' "$out" | tail -1 || true)"
   local established opened ok failed closed
@@ -668,7 +675,7 @@ if [ "$WARMUP_SECONDS" -gt 0 ]; then
   for proxy in "${ACTIVE[@]}"; do
     step tput "$proxy" "${RATES%% *}" "$WARMUP_SECONDS" "$UAC_CONNS" || true
     step hs "$proxy" "${HS_RATES%% *}" "$WARMUP_SECONDS" 1 || true
-    proxy_alive "$proxy" || restart_proxy "$proxy"
+    ! proxy_crashed "$proxy" || restart_proxy "$proxy"
   done
   RECORD=1
 fi
@@ -690,7 +697,7 @@ series() { # KIND CONC RATES...
       if ! step "$kind" "$proxy" "$rate" "$STEP_SECONDS" "$conc"; then
         [ "$STOP_ON_FAIL" = 1 ] && stopped[$proxy]=1
       fi
-      if ! proxy_alive "$proxy"; then
+      if proxy_crashed "$proxy"; then
         stopped[$proxy]=1
         restart_proxy "$proxy"
       fi
@@ -791,10 +798,11 @@ LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
             else printf "- %s: %s had no step without failures\n", what, b[3] }
           kb = best[s " kamailio"]; sb = best[s " sipedge"]
           if (kb > 0 && sb > 0) printf "- %s: sipedge / kamailio highest zero-failure rate %.2f x\n", what, sb / kb
-          line = ""
-          for (r in rates) { split(r, c, " "); if (c[1] " " c[2] != s) continue
-            sk = r " sipedge"; kk = r " kamailio"
-            if ((sk in cost) && (kk in cost) && cost[kk] > 0) line = line sprintf(" %d: %.2f x;", c[3], cost[sk] / cost[kk]) }
+          line = ""; n = 0
+          for (r in rates) { split(r, c, " "); if (c[1] " " c[2] == s) list[++n] = c[3] + 0 }
+          for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (list[j] < list[i]) { x = list[i]; list[i] = list[j]; list[j] = x }
+          for (i = 1; i <= n; i++) { sk = s " " list[i] " sipedge"; kk = s " " list[i] " kamailio"
+            if ((sk in cost) && (kk in cost) && cost[kk] > 0) line = line sprintf(" %d: %.2f x;", list[i], cost[sk] / cost[kk]) }
           if (line != "") printf "- %s: sipedge / kamailio %s, at rates both passed:%s\n", what, cunit, line
         }
       }' | sort
