@@ -17,7 +17,7 @@
  * | `sipedge_send_failures_total`                            | counter | reason                      |
  * | `sipedge_<counter>_total` for the other counters         | counter |                             |
  * | `sipedge_reloads_total`                                  | counter | result (success, failure)   |
- * | `sipedge_worker_messages_in_total`, `…_out_total`, `sipedge_worker_connections` | | worker |
+ * | `sipedge_worker_messages_in_total`, `…_out_total`, `…_connections`, `…_heap_used_bytes` | | worker |
  * | `sipedge_process_cpu_seconds_total`, `…_resident_memory_bytes`, … | | |
  * @module
  */
@@ -287,6 +287,12 @@ export function collectMetrics(s: MetricsSnapshot): MetricFamily[] {
       "gauge",
       "open connections owned by this worker",
       (w) => w.connections,
+    ),
+    perWorker(
+      "heap_used_bytes",
+      "gauge",
+      "JavaScript heap in use in this worker (its own isolate)",
+      (w) => w.heapUsedBytes ?? 0,
     ),
   );
   if (s.process !== undefined) {

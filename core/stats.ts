@@ -194,6 +194,8 @@ export interface WorkerStats {
   tables: CounterTables;
   /** Connections by `"transport direction state"` (e.g. `"tcp in open"`). */
   connectionStates: Record<string, number>;
+  /** The worker's JavaScript heap in use (its own isolate), when reported. */
+  heapUsedBytes?: number;
 }
 
 /** A set of counters, all starting at zero. */

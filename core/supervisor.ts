@@ -285,8 +285,15 @@ export class Supervisor {
       if (r.type !== "stats") continue;
       connections += r.connections;
       for (const [k, v] of Object.entries(r.counters)) counters[k] = (counters[k] ?? 0) + v;
-      const { counters: c, connections: n, tables, connectionStates } = r;
-      workers.push({ worker, counters: c, connections: n, tables, connectionStates });
+      const { counters: c, connections: n, tables, connectionStates, heapUsedBytes } = r;
+      workers.push({
+        worker,
+        counters: c,
+        connections: n,
+        tables,
+        connectionStates,
+        heapUsedBytes,
+      });
     }
     return { counters, connections, workers };
   }

@@ -47,6 +47,8 @@ export type FromWorker =
     tables: CounterTables;
     /** Connections by `"transport direction state"`. */
     connectionStates: Record<string, number>;
+    /** This worker's JavaScript heap in use (its own isolate). */
+    heapUsedBytes: number;
   }
   | { type: "connections"; id: number; connections: ConnectionInfo[] }
   | { type: "blacklisted"; entry: BlacklistEntry };
@@ -118,6 +120,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         tables: engine?.counters.snapshotTables() ?? emptyTables(),
         // connectionCount > 0 means the connection manager exists (the engine started).
         connectionStates: engine?.connectionCount ? engine.connections.countByState() : {},
+        heapUsedBytes: Deno.memoryUsage().heapUsed,
       });
       return;
     case "connections":
