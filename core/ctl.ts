@@ -16,6 +16,7 @@
  * refused, no such entry, TLS not enabled, …), 2 usage error or no answer from the URL.
  * @module
  */
+import type { ConnectionInfo } from "./transport/connection_manager.ts";
 import { parse as parseToml } from "smol-toml";
 import { COUNTER_HELP } from "./stats.ts";
 
@@ -455,19 +456,7 @@ interface BlacklistEntry {
   expiresAt: number;
 }
 
-interface ConnectionRow {
-  id: number;
-  worker: number;
-  transport: string;
-  direction: string;
-  state: string;
-  local: string;
-  remote: string;
-  asyncMode: boolean;
-  queuedBytes: number;
-  ageMs: number;
-  idleMs: number;
-}
+type ConnectionRow = ConnectionInfo;
 
 /**
  * Aligned columns, two spaces apart; numbers right-aligned. Without `headers`, a key/value
@@ -569,6 +558,8 @@ function renderStatus(body: unknown): string {
 function renderConnections(body: unknown): string {
   const list = (body as { connections: ConnectionRow[] }).connections;
   if (list.length === 0) return "no connections\n";
+  // TLS connections carry their handshake's outcome; the columns appear when one is listed.
+  const tls = list.some((c) => c.details !== undefined);
   const rows = [...list].sort((a, b) => a.worker - b.worker || a.id - b.id).map((c) => [
     c.id,
     c.worker,
@@ -581,6 +572,13 @@ function renderConnections(body: unknown): string {
     c.queuedBytes,
     duration(c.ageMs),
     duration(c.idleMs),
+    ...(tls
+      ? [
+        c.details === undefined ? "-" : `${c.details.tls_version ?? "?"} ${c.details.cipher ?? ""}`,
+        c.details?.sni,
+        c.details?.peer_certificate,
+      ]
+      : []),
   ]);
   return table(
     [
@@ -595,6 +593,7 @@ function renderConnections(body: unknown): string {
       "QUEUED",
       "AGE",
       "IDLE",
+      ...(tls ? ["TLS", "SNI", "PEER CERTIFICATE"] : []),
     ],
     rows,
   ) + `${list.length} connection${list.length === 1 ? "" : "s"}\n`;

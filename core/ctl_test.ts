@@ -225,6 +225,43 @@ Deno.test("ctl connections: a table sorted by worker and id, numbers right-align
   assert.equal(empty.out(), "no connections\n");
 });
 
+Deno.test("ctl connections: TLS columns (version, cipher, SNI, peer) when a TLS one is listed", async () => {
+  const base = {
+    worker: 0,
+    direction: "in",
+    state: "open",
+    local: "127.0.0.1:5061",
+    remote: "127.0.0.1:40000",
+    asyncMode: false,
+    queuedBytes: 0,
+    ageMs: 1000,
+    idleMs: 1000,
+  };
+  const f = fake(() =>
+    json({
+      connections: [
+        { ...base, id: 1, transport: "tcp" },
+        {
+          ...base,
+          id: 2,
+          transport: "tls",
+          details: {
+            tls_version: "TLSv1.3",
+            cipher: "TLS_AES_256_GCM_SHA384",
+            sni: "sip.example.com",
+            peer_certificate: "CN=trunk",
+          },
+        },
+      ],
+    })
+  );
+  assert.equal(await runCtl(["connections"], f.io), 0);
+  const lines = f.out().split("\n");
+  assert.match(lines[0], / IDLE +TLS +SNI +PEER CERTIFICATE$/);
+  assert.match(lines[1], /^ *1 .* tcp .* 1\.0s +- +- +-$/);
+  assert.match(lines[2], /^ *2 .* TLSv1\.3 TLS_AES_256_GCM_SHA384 +sip\.example\.com +CN=trunk$/);
+});
+
 Deno.test("ctl stats: gauges, counters with their meaning, non-zero tables", async () => {
   const zeros = (names: string[]) => Object.fromEntries(names.map((n) => [n, 0]));
   const methods = ["INVITE", "ACK", "BYE", "other"];

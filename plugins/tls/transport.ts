@@ -462,7 +462,9 @@ function tlsDetails(
     sni,
     domain,
     peer_certificate: peer,
-    peer_verified: s.authorized,
+    // Only meaningful when the peer sent a certificate (a server that asked for none reports
+    // its clients as "authorized").
+    peer_verified: peer === undefined ? undefined : s.authorized,
   };
 }
 
