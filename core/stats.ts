@@ -36,6 +36,8 @@ export const COUNTER_HELP = {
   read_timeouts: "connections closed by message_read_timeout",
   keepalive_pings: "CRLF keepalive pings answered",
   framing_errors: "streams closed for a framing error (no Content-Length, too large)",
+  uncaught_errors:
+    "exceptions nothing caught in a worker (logged with their stack; the worker goes on)",
   plugin_errors: "requests answered 500 because a router plugin's route() threw",
 } as const;
 

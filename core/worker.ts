@@ -7,6 +7,7 @@
 /// <reference lib="deno.worker" />
 import type { ResolvedConfig } from "./config/load.ts";
 import { setupLogging } from "./logging.ts";
+import { getLogger } from "@logtape/logtape";
 import { type CounterTables, emptyTables } from "./stats.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import type { BlacklistChange, ConnectionInfo } from "./transport/connection_manager.ts";
@@ -57,6 +58,27 @@ let engine: WorkerEngine | undefined;
 
 function post(message: FromWorker): void {
   self.postMessage(message);
+}
+
+// An exception nothing caught (a plugin's timer, a rejected promise no one awaited) would end
+// this worker and every connection it owns. It is one event's failure, not the worker's: log it
+// with its stack, count it, and keep serving.
+const uncaughtLog = getLogger(["sipedge", "worker"]);
+self.addEventListener("error", (event: ErrorEvent) => {
+  event.preventDefault();
+  reportUncaught(event.error ?? event.message);
+});
+self.addEventListener("unhandledrejection", (event: PromiseRejectionEvent) => {
+  event.preventDefault();
+  reportUncaught(event.reason);
+});
+
+function reportUncaught(error: unknown): void {
+  engine?.counters.inc("uncaught_errors");
+  uncaughtLog.error("uncaught error in reader worker {worker}, contained: {error}", {
+    worker: engine?.workerId ?? "?",
+    error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+  });
 }
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {

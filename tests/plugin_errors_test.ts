@@ -284,3 +284,58 @@ Deno.test("plugin errors: a plugin module that stops loading makes the reload fa
     }
   });
 });
+
+Deno.test("plugin errors: an exception nothing catches (a plugin's timer, a stray rejection) is contained; the worker keeps its connections", async () => {
+  await withTempDir(async (dir) => {
+    await using uas = TestUas.listen();
+    // "X-Later" → the request is routed, and later a timer throws and a promise rejects with
+    // nobody awaiting it: both would end the worker if nothing caught them.
+    await writeModule(
+      dir,
+      "sloppy.ts",
+      definition(
+        "sloppy",
+        `(cfg) => ({
+    router: {
+      route(request) {
+        if (request.head.headers.some((h) => h.name === "x-later")) {
+          setTimeout(() => { throw new Error("timer kaboom"); }, 10);
+          setTimeout(() => { Promise.reject(new Error("stray rejection")); }, 20);
+        }
+        return { destination: { transport: "tcp", host: "127.0.0.1", port: cfg.up } };
+      },
+    },
+  })`,
+      ),
+    );
+    const port = freePort();
+    const control = freePort();
+    const path = `${dir}/config.toml`;
+    await Deno.writeTextFile(
+      path,
+      `[sipedge]\nworkers = 1\n[control]\naddress = "127.0.0.1:${control}"\n` +
+        `[[listen]]\naddress = "tcp:127.0.0.1:${port}"\n` +
+        `[plugins.tcp]\n[plugins.sloppy]\nmodule = "./sloppy.ts"\nup = ${uas.port}\n`,
+    );
+    await using proxy = await startSipedge({ args: ["--config", path] });
+    try {
+      await using uac = await TestUac.connect(port);
+      await uac.send(buildRequest({ headers: ["X-Later: 1"] }).bytes);
+      assert.equal((await uac.nextMessage()).status, 200);
+      await waitUntil(
+        () => /contained: .*stray rejection/s.test(proxy.output()) || undefined,
+        3000,
+        "both errors in the log",
+      );
+      assert.match(proxy.output(), /uncaught error in reader worker 0, contained: .*timer kaboom/);
+      // The same connection is still served by the same worker.
+      await uac.send(buildRequest().bytes);
+      assert.equal((await uac.nextMessage()).status, 200);
+      const counters = await (await fetch(`http://127.0.0.1:${control}/counters`)).json();
+      assert.equal(counters.counters.uncaught_errors, 2);
+    } catch (error) {
+      (error as Error).message += `\n--- sipedge output ---\n${proxy.output()}`;
+      throw error;
+    }
+  });
+});
