@@ -8,27 +8,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import {
-  freePort,
-  REPO_ROOT,
-  type SipedgeProcess,
-  startSipedge,
-} from "./support/sipedge_process.ts";
-import { buildRequest, latin1, uniqueId, waitUntil } from "./support/sip_peer.ts";
+import { freePort, REPO_ROOT, startSipedge, withOutput } from "./support/sipedge_process.ts";
+import { buildRequest, latin1, TestUac, uniqueId, waitUntil } from "./support/sip_peer.ts";
 import { openssl, type TestCert, TestPki } from "./support/tls_certs.ts";
 import { TlsUac, TlsUas } from "./support/tls_peer.ts";
 
 // --- helpers ---------------------------------------------------------------------------------
-
-/** Runs `body`; a failure gets sipedge's output appended. */
-async function withOutput(proxy: SipedgeProcess, body: () => Promise<void>): Promise<void> {
-  try {
-    await body();
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
-  }
-}
 
 /**
  * `openssl s_client` against 127.0.0.1:PORT; returns its output. Its stdin is empty, so it
@@ -306,6 +291,59 @@ default_route = "sip:127.0.0.1:${uas.port};transport=tls"
   } finally {
     await proxy.stop();
   }
+});
+
+Deno.test("tls e2e: a client domain with a certificate: the mTLS trunk sees it; a domain without one is refused → 503", async () => {
+  await using pki = await TestPki.create();
+  const ca = await pki.ca("Trunk CA");
+  const server = await pki.issue(ca, "trunk", { ips: ["127.0.0.1"] });
+  const edge = await pki.issue(ca, "edge", { cn: "edge.example", usage: "client" });
+  // Two trunks that both require a client certificate from the Trunk CA.
+  await using withCert = await TlsUas.listen({
+    cert: server.certPem,
+    key: server.keyPem,
+    requireClientCa: ca.certPem,
+  });
+  await using withoutCert = await TlsUas.listen({
+    cert: server.certPem,
+    key: server.keyPem,
+    requireClientCa: ca.certPem,
+  });
+  const port = freePort();
+  const config = `[sipedge]
+workers = 1
+[[listen]]
+address = "tcp:127.0.0.1:${port}"
+[plugins.tls]
+[[plugins.tls.client_domains]]
+name = "trunk-mtls"
+match = ["127.0.0.1:${withCert.port}"]
+ca_list = ${q(ca.cert)}
+certificate = ${q(edge.cert)}
+private_key = ${q(edge.key)}
+[[plugins.tls.client_domains]]
+name = "trunk-plain"
+match = ["127.0.0.1:${withoutCert.port}"]
+ca_list = ${q(ca.cert)}
+[[plugins.static_router.routes]]
+user_prefix = "mtls"
+destination = "sip:127.0.0.1:${withCert.port};transport=tls"
+[[plugins.static_router.routes]]
+user_prefix = "plain"
+destination = "sip:127.0.0.1:${withoutCert.port};transport=tls"
+`;
+  await using proxy = await startSipedge({ config });
+  await withOutput(proxy, async () => {
+    await using uac = await TestUac.connect(port);
+    await uac.send(buildRequest({ uri: "sip:mtls-1@example.com" }).bytes);
+    assert.equal((await uac.nextMessage()).status, 200);
+    assert.equal(withCert.requests[0]?.clientCn, "edge.example", "the trunk saw our certificate");
+
+    await uac.send(buildRequest({ uri: "sip:plain-1@example.com" }).bytes);
+    const refused = await uac.nextMessage();
+    assert.equal(refused.status, 503, refused.text);
+    assert.equal(withoutCert.requests.length, 0);
+  });
 });
 
 Deno.test("tls e2e: an upstream whose certificate does not name it: 503, a clear reason, blacklisted; with verify_host_name = false it connects", async () => {

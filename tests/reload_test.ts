@@ -6,7 +6,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { freePort, type SipedgeProcess, startSipedge } from "./support/sipedge_process.ts";
+import {
+  freePort,
+  type SipedgeProcess,
+  startSipedge,
+  withOutput,
+} from "./support/sipedge_process.ts";
 import { buildRequest, TestUac, TestUas, waitUntil } from "./support/sip_peer.ts";
 
 /** A config file in a temp folder that the test rewrites between reloads. */
@@ -18,16 +23,6 @@ class ConfigFile {
   }
   [Symbol.dispose](): void {
     Deno.removeSync(this.dir, { recursive: true });
-  }
-}
-
-/** Runs `check`; a failure gets sipedge's output appended to its message. */
-async function withOutput(proxy: SipedgeProcess, check: () => Promise<void>): Promise<void> {
-  try {
-    await check();
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
-    throw error;
   }
 }
 

@@ -133,6 +133,13 @@ export class Connection {
   #heldUnsent: UnsentData | undefined;
   #closeAfterFlush = false;
   #drainWaiters: (() => void)[] = [];
+  /**
+   * Outbound: failure handlers of messages written since the peer last sent a byte. A peer that
+   * closes or resets without having answered anything has not processed them (an upstream that
+   * goes away, a TLS server that refuses our certificate after a TLS 1.3 handshake): their
+   * senders get a failure reply instead of waiting for a timeout. Cleared by every read.
+   */
+  #unanswered: FailHandler[] = [];
 
   constructor(options: ConnectionOptions) {
     this.id = options.id;
@@ -274,20 +281,29 @@ export class Connection {
     // What is lost: the queue, and the write in flight (its handlers run when it fails) —
     // nothing when the peer closed an outbound connection: that all goes out again.
     const lost = { bytes: 0, messages: 0 };
+    // Written and never answered: when the peer went away (or the connection failed: a send or
+    // keepalive timeout), they were not processed as far as we can tell; not sent again (they
+    // may have been), failed back to their senders. Our own close (idle, shutdown) drops them:
+    // their senders gave up long ago.
+    const unanswered = resend || failure !== "closed" ? this.#unanswered : [];
+    this.#unanswered = [];
     if (resend) {
       if (this.#writePending) this.#heldUnsent = { chunks, handlers };
       else if (chunks.length > 0) this.#hooks.onUnsent(this, { chunks, handlers });
+      lost.messages = unanswered.length;
     } else {
       lost.bytes = this.#queuedBytes + unwritten;
-      lost.messages = this.#inFlight + chunks.length;
+      lost.messages = this.#inFlight + chunks.length + unanswered.length;
       for (const handler of handlers) handler?.(failure);
     }
+    for (const handler of unanswered) handler(failure);
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
     this.#hooks.onClose(this, reason, failure, lost);
     return lost;
   }
 
   #onData(chunk: Uint8Array): void {
+    if (this.#unanswered.length > 0) this.#unanswered = [];
     this.lastActivity = this.lastRead = Date.now();
     this.pingSentAt = 0;
     this.wroteSinceRead = false;
@@ -299,6 +315,13 @@ export class Connection {
     // The read timeout runs per message: from the read that started the incomplete one.
     if (this.#framer.buffered === 0) this.partialSince = 0;
     else if (this.partialSince === 0 || frames > 0) this.partialSince = this.lastRead;
+  }
+
+  #awaitAnswer(handlers: (FailHandler | undefined)[]): void {
+    for (const handler of handlers) if (handler !== undefined) this.#unanswered.push(handler);
+    if (this.#unanswered.length > MAX_UNANSWERED) {
+      this.#unanswered.splice(0, this.#unanswered.length - MAX_UNANSWERED);
+    }
   }
 
   #startWriter(): void {
@@ -333,6 +356,7 @@ export class Connection {
           this.#shared.releaseQueued(n);
           this.lastActivity = this.progressAt = Date.now();
         }
+        if (this.direction === "out") this.#awaitAnswer(handlers);
       } catch (error) {
         // The write failed: the peer closed or reset the connection, so it has not processed
         // this batch. Outbound, the batch goes out again on a new connection; inbound, it is
@@ -382,6 +406,9 @@ export class Connection {
     if (this.#closeAfterFlush) this.close("closed after error response");
   }
 }
+
+/** At most this many written messages wait for the peer's first byte (the oldest go first). */
+const MAX_UNANSWERED = 1024;
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   let size = 0;

@@ -545,9 +545,11 @@ Deno.test("ConnectionManager: sweep", async (t) => {
         reason: "keepalive_timeout",
         connectionId: id,
         bytesLost: 0,
-        messagesLost: 0,
+        // The INVITE was written and never answered: its sender is failed back (408).
+        messagesLost: 1,
         blacklisted: true,
       }]);
+      assert.deepEqual(s.failures, ["INVITE:keepalive_timeout"]);
     },
   );
 

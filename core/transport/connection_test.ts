@@ -480,6 +480,57 @@ Deno.test("Connection: peer close and write errors", async (t) => {
     assert.equal(h.shared.queuedBytes, 0);
   });
 
+  await t.step("outbound, written and never answered, peer closes: failed back", async () => {
+    const h = harness({ direction: "out" });
+    h.conn.send(bytes("R1"), h.onFail("R1"));
+    h.conn.send(bytes("R2"));
+    await tick();
+    h.socket.complete();
+    await tick();
+    h.socket.error(new Error("alert certificate required"));
+    assert.deepEqual(h.failures, ["R1:closed"], "the sender hears of it (503), not a timeout");
+    assert.deepEqual(h.unsent, [], "not sent again: the peer may have processed it");
+    assert.equal(h.closes[0].lost.messages, 1);
+  });
+
+  await t.step("outbound, written and answered, then the peer closes: nothing failed", async () => {
+    const h = harness({ direction: "out" });
+    h.conn.send(bytes("R1"), h.onFail("R1"));
+    await tick();
+    h.socket.complete();
+    await tick();
+    h.socket.push("SIP/2.0 100 Trying\r\nContent-Length: 0\r\n\r\n");
+    h.socket.end();
+    assert.deepEqual(h.failures, []);
+    assert.equal(h.closes[0].lost.messages, 0);
+  });
+
+  await t.step("outbound, we close an unanswered connection: not reported as lost", async () => {
+    const h = harness({ direction: "out" });
+    h.conn.send(bytes("R1"), h.onFail("R1"));
+    await tick();
+    h.socket.complete();
+    await tick();
+    h.conn.close("idle timeout");
+    assert.deepEqual(h.failures, []);
+  });
+
+  await t.step(
+    "outbound, a failure (keepalive timeout) fails what was never answered",
+    async () => {
+      const h = harness({ direction: "out" });
+      h.conn.send(bytes("R1"), h.onFail("R1"));
+      await tick();
+      h.socket.complete();
+      await tick();
+      h.conn.send(bytes("R2"), h.onFail("R2"));
+      const lost = h.conn.fail("keepalive_timeout: no answer", "keepalive_timeout");
+      await tick();
+      assert.deepEqual(h.failures.sort(), ["R1:keepalive_timeout", "R2:keepalive_timeout"]);
+      assert.equal(lost.messages, 2);
+    },
+  );
+
   await t.step("inbound, peer closes: queued data is reported closed", async () => {
     const h = harness({ direction: "in" });
     h.conn.send(bytes("A"), h.onFail("A"));

@@ -279,3 +279,19 @@ export async function startSipedge(options: StartSipedgeOptions = {}): Promise<S
     },
   };
 }
+
+/**
+ * Runs `check`; when it fails, sipedge's output so far is appended to the error's message (what
+ * sipedge logged is usually what explains the failure).
+ *
+ * @param proxy the sipedge process under test
+ * @param check the assertions
+ */
+export async function withOutput(proxy: SipedgeProcess, check: () => Promise<void>): Promise<void> {
+  try {
+    await check();
+  } catch (error) {
+    if (error instanceof Error) error.message += `\n--- sipedge output ---\n${proxy.output()}`;
+    throw error;
+  }
+}
