@@ -303,7 +303,7 @@ export class Connection {
   }
 
   #onData(chunk: Uint8Array): void {
-    if (this.#unanswered.length > 0) this.#unanswered = [];
+    if (this.#unanswered.length > 0) this.#unanswered.length = 0; // answered: keep the array
     this.lastActivity = this.lastRead = Date.now();
     this.pingSentAt = 0;
     this.wroteSinceRead = false;
