@@ -112,11 +112,9 @@ KAMAILIO_MEM="${KAMAILIO_MEM:-tlsf}"
 KAMAILIO_SHM_MB="${KAMAILIO_SHM_MB:-2048}"
 SIPLOAD="${SIPLOAD:-}"
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/bench_lib.sh
+. "$REPO/scripts/bench_lib.sh"
 
 if [ -z "$SIPLOAD" ]; then
   die "SIPLOAD is not set. It is the path of the sipload binary (the TLS SIP load generator that
@@ -128,7 +126,6 @@ fi
 command -v openssl >/dev/null || die "openssl is not installed (apt-get install -y openssl)"
 case "$CERT" in ec | rsa) ;; *) die "CERT must be ec or rsa, not '$CERT'" ;; esac
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sipedge_bench_tls.XXXXXX")"
 CLK_TCK="$(getconf CLK_TCK)"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -193,75 +190,6 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Ports, CPU and memory accounting (Linux /proc)
 
-# A TCP port no local socket uses, below the ephemeral range (bash cannot bind port 0).
-free_port() {
-  local port
-  for _ in $(seq 200); do
-    port=$((20000 + RANDOM % 12000))
-    if ! tcp_port_used "$port" && [[ " ${TAKEN_PORTS:-} " != *" $port "* ]]; then
-      TAKEN_PORTS="${TAKEN_PORTS:-} $port"
-      echo "$port"
-      return
-    fi
-  done
-  die "no free port found"
-}
-
-# True if any TCP socket (any state) has PORT as its local port, from /proc/net/tcp{,6}.
-tcp_port_used() {
-  local hex
-  hex="$(printf '%04X' "$1")"
-  cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-    awk -v p="$hex" '{ n = split($2, a, ":"); if (a[n] == p) found = 1 } END { exit !found }'
-}
-
-# True if some socket listens on 127.0.0.1:PORT (or 0.0.0.0:PORT), from /proc/net/tcp.
-tcp_listening() {
-  local hex
-  hex="$(printf '%04X' "$1")"
-  awk -v p="$hex" 'NR > 1 && $4 == "0A" { split($2, a, ":");
-    if (a[2] == p && (a[1] == "0100007F" || a[1] == "00000000")) found = 1 }
-    END { exit !found }' /proc/net/tcp
-}
-
-wait_listening() { # PORT SECONDS NAME PID
-  local deadline=$((SECONDS + $2))
-  until tcp_listening "$1"; do
-    kill -0 "$4" 2>/dev/null || die "$3 exited before listening on $1"
-    [ "$SECONDS" -lt "$deadline" ] || die "$3 does not listen on 127.0.0.1:$1 after $2 s"
-    sleep 0.05
-  done
-}
-
-# CPU ticks (utime+stime) of PID and all its descendants. A process's stat counts all its threads.
-tree_ticks() { # PID
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
-    {
-      pid = $1
-      rest = $0
-      sub(/^.*\) /, "", rest)          # the fields after "(comm) "
-      split(rest, f, " ")              # f[1] = state, f[2] = ppid, f[12] = utime, f[13] = stime
-      parent[pid] = f[2]
-      ticks[pid] = f[12] + f[13]
-    }
-    END {
-      inside[root] = 1
-      do {
-        changed = 0
-        for (p in parent) if (!(p in inside) && (parent[p] in inside)) { inside[p] = 1; changed = 1 }
-      } while (changed)
-      total = 0
-      for (p in inside) total += ticks[p]
-      print total
-    }'
-}
-
-# CPU ticks of every process on the machine, with the children they reaped (see bench_tcp.sh).
-all_ticks() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk '{ rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
-    total += f[12] + f[13] + f[14] + f[15] } END { print total + 0 }'
-}
-
 # "RSS_KB PSS_KB PROCESSES" summed over the process tree of PID (/proc/PID/smaps_rollup).
 tree_mem() { # PID
   local pid files=()
@@ -273,17 +201,6 @@ tree_mem() { # PID
   awk -v n="${#files[@]}" '$1 == "Rss:" { r += $2 } $1 == "Pss:" { p += $2 }
     END { printf "%d %d %d\n", r, p, n }' "${files[@]}" 2>/dev/null || echo "0 0 0"
 }
-
-# Sets CHILD_S to the CPU seconds of this shell's finished children (the load generator of a
-# step), from the `times` builtin. Must not run in a subshell.
-children_seconds() {
-  times >"$WORK/times"
-  # shellcheck disable=SC2034 # read by sample() through eval
-  CHILD_S="$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/)
-    s += a[1] * 60 + a[2] }; print s }' "$WORK/times")"
-}
-
-now_ns() { date +%s%N; }
 
 # Samples before/after a step: S_T (ns), S_C (proxy ticks), S_U (UAS ticks), S_A (all
 # processes' ticks), S_G (this shell's finished children, CPU s).
@@ -316,13 +233,6 @@ fi
 openssl req -x509 "${KEY_ARGS[@]}" -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 2 \
   -subj "/CN=sipedge.bench" -addext "subjectAltName=DNS:sipedge.bench,IP:127.0.0.1" \
   >"$WORK/openssl.out" 2>&1 || die "openssl failed: $(cat "$WORK/openssl.out")"
-
-find_deno() {
-  if [ -n "${DENO:-}" ]; then echo "$DENO"; return; fi
-  if command -v deno >/dev/null; then command -v deno; return; fi
-  # The npm package's real binary, so that we measure deno itself and not npx around it.
-  npx --yes deno@2.9.6 eval 'console.log(Deno.execPath())' </dev/null
-}
 
 declare -A PROXY_PID TLS_PORT TCP_PORT UAS_PID UAS_PORT STARTS
 MAX_CONNS=$((IDLE_CONNS * 2 + 1000))

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Shared helpers of the benchmark scripts (bench_tcp.sh, bench_tls.sh): logging, free ports and
+# listening checks from /proc/net/tcp, CPU accounting from /proc/PID/stat, finding deno. Sourced,
+# not run. Callers set WORK (a temp folder) before calling children_seconds.
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+find_deno() {
+  if [ -n "${DENO:-}" ]; then echo "$DENO"; return; fi
+  if command -v deno >/dev/null; then command -v deno; return; fi
+  # The npm package's real binary, so that we measure deno itself and not npx around it.
+  npx --yes deno@2.9.6 eval 'console.log(Deno.execPath())' </dev/null
+}
+
+# A TCP port no local socket uses, below the ephemeral range (bash cannot bind port 0).
+free_port() {
+  local port
+  for _ in $(seq 200); do
+    port=$((20000 + RANDOM % 12000))
+    if ! tcp_port_used "$port" && [[ " ${TAKEN_PORTS:-} " != *" $port "* ]]; then
+      TAKEN_PORTS="${TAKEN_PORTS:-} $port"
+      echo "$port"
+      return
+    fi
+  done
+  die "no free port found"
+}
+
+# True if any TCP socket (any state) has PORT as its local port, from /proc/net/tcp{,6}.
+tcp_port_used() {
+  local hex
+  hex="$(printf '%04X' "$1")"
+  cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+    awk -v p="$hex" '{ n = split($2, a, ":"); if (a[n] == p) found = 1 } END { exit !found }'
+}
+
+# True if some socket listens on 127.0.0.1:PORT (or 0.0.0.0:PORT), from /proc/net/tcp.
+tcp_listening() {
+  local hex
+  hex="$(printf '%04X' "$1")"
+  awk -v p="$hex" 'NR > 1 && $4 == "0A" { split($2, a, ":");
+    if (a[2] == p && (a[1] == "0100007F" || a[1] == "00000000")) found = 1 }
+    END { exit !found }' /proc/net/tcp
+}
+
+wait_listening() { # PORT SECONDS NAME PID
+  local deadline=$((SECONDS + $2))
+  until tcp_listening "$1"; do
+    kill -0 "$4" 2>/dev/null || die "$3 exited before listening on $1"
+    [ "$SECONDS" -lt "$deadline" ] || die "$3 does not listen on 127.0.0.1:$1 after $2 s"
+    sleep 0.05
+  done
+}
+
+# CPU ticks (utime+stime) of PID and all its descendants, from /proc/*/stat. A process's stat
+# counts all its threads.
+tree_ticks() { # PID
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+    {
+      pid = $1
+      rest = $0
+      sub(/^.*\) /, "", rest)          # the fields after "(comm) "
+      split(rest, f, " ")              # f[1] = state, f[2] = ppid, f[12] = utime, f[13] = stime
+      parent[pid] = f[2]
+      ticks[pid] = f[12] + f[13]
+    }
+    END {
+      inside[root] = 1
+      do {
+        changed = 0
+        for (p in parent) if (!(p in inside) && (parent[p] in inside)) { inside[p] = 1; changed = 1 }
+      } while (changed)
+      total = 0
+      for (p in inside) total += ticks[p]
+      print total
+    }'
+}
+
+# CPU ticks of every process on the machine, including the finished children they reaped
+# (utime+stime+cutime+cstime from /proc/*/stat). Process times are exact; the /proc/stat cpu
+# line is tick-sampled and under-counts short timer-driven bursts (it showed less than the
+# proxy alone here), so it is not used.
+all_ticks() {
+  cat /proc/[0-9]*/stat 2>/dev/null | awk '{ rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
+    total += f[12] + f[13] + f[14] + f[15] } END { print total + 0 }'
+}
+
+# Sets CHILD_S to the CPU seconds of this shell's finished children (the load generator of a
+# step), from the `times` builtin. Must not run in a subshell.
+children_seconds() {
+  times >"$WORK/times"
+  # shellcheck disable=SC2034 # read by sample() through eval
+  CHILD_S="$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/)
+    s += a[1] * 60 + a[2] }; print s }' "$WORK/times")"
+}
+
+now_ns() { date +%s%N; }
