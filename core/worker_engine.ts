@@ -305,11 +305,7 @@ export class WorkerEngine implements ProxyHost {
   }
 
   advertised(transport: string): { host: string; port: number } | undefined {
-    // A transport we send on but do not listen on (tls in, tcp out): responses come back on
-    // the connection the request went out on (RFC 3261 §18.2.2), so any of our addresses
-    // serves as Via sent-by; the first listener's is the one the operator named first.
-    return this.#advertised.get(transport) ??
-      (this.#transports.has(transport) ? this.#advertised.values().next().value : undefined);
+    return this.#advertised.get(transport);
   }
 
   viaName(transport: string): string | undefined {

@@ -162,7 +162,10 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   }
 
   const outVia = host.viaName(destination.transport);
-  const outAddress = host.advertised(destination.transport);
+  // Sent over a transport sipedge does not listen on (tls in, tcp out): responses come back on
+  // the connection the request goes out on (RFC 3261 §18.2.2), so the address it came in on
+  // serves as Via sent-by.
+  const outAddress = host.advertised(destination.transport) ?? host.advertised(source.transport);
   if (outVia === undefined || outAddress === undefined) {
     return reject(503, "Service Unavailable", [
       `Reason: SIP;cause=503;text="transport ${destination.transport} not enabled"`,
@@ -419,14 +422,19 @@ function bareIp(host: string): string {
   return host.startsWith("[") ? host.slice(1, -1) : host;
 }
 
-/** One Record-Route, or two when the request changes transport (so each side sees its own). */
+/**
+ * One Record-Route, or two when the request changes transport (so each side sees its own).
+ * Only addresses sipedge listens on: with no listener of the outbound transport, both sides get
+ * the inbound one (the only way back in for a new connection).
+ */
 function recordRouteLines(host: ProxyHost, outTransport: string, inTransport: string): string {
   const line = (transport: string) => {
     const a = host.advertised(transport)!;
     return `Record-Route: <sip:${formatHostPort(a.host, a.port)};transport=${transport};lr>\r\n`;
   };
-  if (outTransport === inTransport || host.advertised(inTransport) === undefined) {
-    return line(outTransport);
-  }
+  const outListens = host.advertised(outTransport) !== undefined;
+  const inListens = host.advertised(inTransport) !== undefined;
+  if (!outListens) return inListens ? line(inTransport) : "";
+  if (outTransport === inTransport || !inListens) return line(outTransport);
   return line(outTransport) + line(inTransport);
 }

@@ -574,6 +574,28 @@ Deno.test("forwardRequest: Record-Route when the router asks for it", async (t) 
     const { out } = forwarded(request(), { routers: [to("tcp", false)] });
     assert.ok(!out.includes("Record-Route"));
   });
+  await t.step("tls in, tcp out with no tcp listener: only addresses we listen on", () => {
+    const { out } = forwarded(request(), {
+      routers: [to("tcp", true)],
+      source: new FakeSource({ transport: "tls" }),
+      transports: [
+        {
+          name: "tcp",
+          via: "TCP",
+          host: "192.0.2.10",
+          port: 5060,
+          defaultPort: 5060,
+          listening: false,
+        },
+        { name: "tls", via: "TLS", host: "192.0.2.10", port: 5061, defaultPort: 5061 },
+      ],
+    });
+    // One Record-Route, the TLS one (the only way back in), and a TCP Via whose sent-by is the
+    // TLS listener's address: the response comes back on the connection the request went out on.
+    assert.ok(out.includes(RR_TLS), out);
+    assert.equal(out.split("Record-Route:").length, 2, out);
+    assert.match(out, /\r\nVia: SIP\/2\.0\/TCP 192\.0\.2\.10:5061;branch=z9hG4bK/);
+  });
   await t.step("the router sees method, URI and source", () => {
     const router = to("tcp", false);
     forwarded(request("MESSAGE"), { routers: [router], source: new FakeSource({ port: 4000 }) });

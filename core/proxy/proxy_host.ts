@@ -38,7 +38,10 @@ export interface ProxyHost {
   readonly routers: readonly Router[];
   /** Whether `host:port` (port 0 = default) over `transport` is one of our addresses. */
   isLocal(host: string, port: number, transport?: string): boolean;
-  /** Host and port to advertise in Via / Record-Route for a transport; undefined if none. */
+  /**
+   * Host and port to advertise in Via / Record-Route for a transport: its first listener's
+   * (or `advertise`); undefined when sipedge does not listen on that transport.
+   */
   advertised(transport: string): { host: string; port: number } | undefined;
   /** Via transport token (`TCP`) for a transport name, or undefined when not enabled. */
   viaName(transport: string): string | undefined;

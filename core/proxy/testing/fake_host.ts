@@ -23,6 +23,8 @@ export interface FakeTransport {
   host: string;
   port: number;
   defaultPort: number;
+  /** false: enabled for sending, but sipedge has no listener of it (no address to advertise). */
+  listening?: boolean;
 }
 
 /** A message given to `sendTo`. */
@@ -81,7 +83,7 @@ export class FakeHost implements ProxyHost {
 
   advertised(transport: string): { host: string; port: number } | undefined {
     const t = this.transports.find((t) => t.name === transport);
-    return t && { host: t.host, port: t.port };
+    return t && t.listening !== false ? { host: t.host, port: t.port } : undefined;
   }
 
   viaName(transport: string): string | undefined {
