@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Shared helpers of the benchmark scripts (bench_tcp.sh, bench_tls.sh): logging, free ports and
-# listening checks from /proc/net/tcp, CPU accounting from /proc/PID/stat, finding deno. Sourced,
-# not run. Callers set WORK (a temp folder) before calling children_seconds.
+# listening checks from /proc/net/tcp, CPU accounting from /proc/PID/stat, finding deno, starting
+# sipedge, stopping what we started. Sourced, not run. Callers set WORK (a temp folder), PIDS (an
+# array of the processes they start), PROXY_PID and UAS_PID (associative arrays by proxy name),
+# and install `trap cleanup EXIT`.
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -100,3 +102,80 @@ children_seconds() {
 }
 
 now_ns() { date +%s%N; }
+
+# Every process in the tree under PID (PID first), from /proc/*/stat.
+tree_pids() { # PID
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+    { rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " "); parent[$1] = f[2] }
+    END {
+      if (!(root in parent)) exit
+      inside[root] = 1; print root
+      do {
+        changed = 0
+        for (p in parent) if (!(p in inside) && (parent[p] in inside)) { inside[p] = 1; changed = 1; print p }
+      } while (changed)
+    }'
+}
+
+# True if PID is still a child of this shell (not a finished one whose number was reused).
+ours() { # PID
+  [ "$(awk '{ sub(/^.*\) /, ""); print $2 }' "/proc/$1/stat" 2>/dev/null)" = "$$" ]
+}
+
+# Ends a process we started and its descendants: SIGTERM, up to 10 s, then SIGKILL.
+stop_pid() { # PID
+  local tree
+  if ! ours "$1"; then
+    wait "$1" 2>/dev/null || true
+    return 0
+  fi
+  tree="$(tree_pids "$1" | tr '\n' ' ')"
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086
+  [ -z "$tree" ] || kill -KILL $tree 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do ! ours "$pid" || kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+
+# Samples before/after a step: S_T (ns), S_C (proxy ticks), S_U (UAS ticks), S_A (all
+# processes' ticks), S_G (this shell's finished children, CPU s).
+sample() { # PROXY 0|1
+  local i=$2
+  eval "S_A$i=\$(all_ticks)"
+  eval "S_C$i=\$(tree_ticks \"\${PROXY_PID[\$1]}\")"
+  eval "S_U$i=\$(tree_ticks \"\${UAS_PID[\$1]}\")"
+  children_seconds
+  eval "S_G$i=\$CHILD_S"
+  eval "S_T$i=\$(now_ns)"
+}
+
+# Starts sipedge with CMD (run from the repo root, output to LOGFILE) and waits up to 30 s for
+# its ready line. Sets LAUNCHED_PID (and adds it to PIDS). Must not run in a subshell.
+launch_sipedge() { # CMD LOGFILE
+  local cmd="$1" logfile="$2" deadline=$((SECONDS + 30))
+  log "sipedge: $cmd"
+  (cd "$REPO" && exec bash -c "exec $cmd") >"$logfile" 2>&1 </dev/null &
+  LAUNCHED_PID=$!
+  PIDS+=("$!")
+  until grep -q "sipedge ready" "$logfile"; do
+    kill -0 "$LAUNCHED_PID" 2>/dev/null ||
+      die "sipedge exited before it was ready:$(printf '\n')$(tail -20 "$logfile")"
+    [ "$SECONDS" -lt "$deadline" ] || die "sipedge not ready after 30 s"
+    sleep 0.1
+  done
+  log "$(grep -m1 "sipedge ready" "$logfile")"
+}

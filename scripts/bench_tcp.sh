@@ -69,27 +69,6 @@ CLK_TCK="$(getconf CLK_TCK)"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 PIDS=() # every background process we started, killed on exit
 
-# Ends a process we started: SIGTERM, up to 10 s, then SIGKILL.
-stop_pid() { # PID
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
@@ -97,18 +76,6 @@ command -v sipp >/dev/null || die "sipp is not installed (apt-get install -y sip
 
 # ---------------------------------------------------------------------------------------------
 # Ports and CPU accounting (Linux /proc)
-
-# Samples before/after a step: S_T (ns), S_C (proxy ticks), S_U (UAS ticks), S_A (all
-# processes' ticks), S_G (this shell's finished children, CPU s).
-sample() { # PROXY 0|1
-  local i=$2
-  eval "S_A$i=\$(all_ticks)"
-  eval "S_C$i=\$(tree_ticks \"\${PROXY_PID[\$1]}\")"
-  eval "S_U$i=\$(tree_ticks \"\${UAS_PID[\$1]}\")"
-  children_seconds
-  eval "S_G$i=\$CHILD_S"
-  eval "S_T$i=\$(now_ns)"
-}
 
 # SIPp's own measure of a run's duration: CurrentTime - StartTime of the last -trace_stat row
 # (each field is "date<TAB>time<TAB>epoch"), in seconds.
@@ -164,19 +131,9 @@ start_sipedge() {
     cmd="'$deno' run --unstable-net -A main.ts --listen tcp:127.0.0.1:$port --forward '$forward'"
     cmd+=" --workers $WORKERS --log-level warning --control off"
   fi
-  log "sipedge: $cmd"
-  (cd "$REPO" && exec bash -c "exec $cmd") >"$logfile" 2>&1 </dev/null &
-  PROXY_PID[sipedge]=$!
-  PIDS+=("$!")
+  launch_sipedge "$cmd" "$logfile"
+  PROXY_PID[sipedge]=$LAUNCHED_PID
   PROXY_PORT[sipedge]=$port
-  local deadline=$((SECONDS + 30))
-  until grep -q "sipedge ready" "$logfile"; do
-    kill -0 "${PROXY_PID[sipedge]}" 2>/dev/null ||
-      die "sipedge exited before it was ready:$(printf '\n')$(tail -20 "$logfile")"
-    [ "$SECONDS" -lt "$deadline" ] || die "sipedge not ready after 30 s"
-    sleep 0.1
-  done
-  log "$(grep -m1 "sipedge ready" "$logfile")"
 }
 
 start_kamailio() {

@@ -132,53 +132,6 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 DATE_START="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 PIDS=() # every background process we started, killed on exit
 
-# Every process in the tree under PID (PID first), from /proc/*/stat.
-tree_pids() { # PID
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
-    { rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " "); parent[$1] = f[2] }
-    END {
-      if (!(root in parent)) exit
-      inside[root] = 1; print root
-      do {
-        changed = 0
-        for (p in parent) if (!(p in inside) && (parent[p] in inside)) { inside[p] = 1; changed = 1; print p }
-      } while (changed)
-    }'
-}
-
-# True if PID is still a child of this shell (not a finished one whose number was reused).
-ours() { # PID
-  [ "$(awk '{ sub(/^.*\) /, ""); print $2 }' "/proc/$1/stat" 2>/dev/null)" = "$$" ]
-}
-
-# Ends a process we started and its descendants: SIGTERM, up to 10 s, then SIGKILL.
-stop_pid() { # PID
-  local tree
-  if ! ours "$1"; then
-    wait "$1" 2>/dev/null || true
-    return 0
-  fi
-  tree="$(tree_pids "$1" | tr '\n' ' ')"
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$1" 2>/dev/null || break
-    sleep 0.1
-  done
-  # shellcheck disable=SC2086
-  [ -z "$tree" ] || kill -KILL $tree 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do ! ours "$pid" || kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-}
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
@@ -200,18 +153,6 @@ tree_mem() { # PID
   # shellcheck disable=SC2016
   awk -v n="${#files[@]}" '$1 == "Rss:" { r += $2 } $1 == "Pss:" { p += $2 }
     END { printf "%d %d %d\n", r, p, n }' "${files[@]}" 2>/dev/null || echo "0 0 0"
-}
-
-# Samples before/after a step: S_T (ns), S_C (proxy ticks), S_U (UAS ticks), S_A (all
-# processes' ticks), S_G (this shell's finished children, CPU s).
-sample() { # PROXY 0|1
-  local i=$2
-  eval "S_A$i=\$(all_ticks)"
-  eval "S_C$i=\$(tree_ticks \"\${PROXY_PID[\$1]}\")"
-  eval "S_U$i=\$(tree_ticks \"\${UAS_PID[\$1]}\")"
-  children_seconds
-  eval "S_G$i=\$CHILD_S"
-  eval "S_T$i=\$(now_ns)"
 }
 
 # The value of KEY=... in a sipload result line.
@@ -290,18 +231,8 @@ EOF
     deno="$(find_deno)"
     cmd="'$deno' run --unstable-net -A main.ts --config '$cfg' --control off"
   fi
-  log "sipedge: $cmd"
-  (cd "$REPO" && exec bash -c "exec $cmd") >"$logfile" 2>&1 </dev/null &
-  PROXY_PID[sipedge]=$!
-  PIDS+=("$!")
-  local deadline=$((SECONDS + 30))
-  until grep -q "sipedge ready" "$logfile"; do
-    kill -0 "${PROXY_PID[sipedge]}" 2>/dev/null ||
-      die "sipedge exited before it was ready:$(printf '\n')$(tail -20 "$logfile")"
-    [ "$SECONDS" -lt "$deadline" ] || die "sipedge not ready after 30 s"
-    sleep 0.1
-  done
-  log "$(grep -m1 "sipedge ready" "$logfile")"
+  launch_sipedge "$cmd" "$logfile"
+  PROXY_PID[sipedge]=$LAUNCHED_PID
 }
 
 start_kamailio() {
