@@ -16,8 +16,9 @@ import { freePort, startSipedge } from "../tests/support/sipedge_process.ts";
 import { reloadConfig, type ReloadVariant } from "../tests/support/reload_configs.ts";
 import {
   findOnPath,
+  optionsUacArgs,
+  optionsUasArgs,
   parseSippStats,
-  SCENARIO_DIR,
   startSipp,
   waitForTcpListen,
 } from "../tests/support/sipp.ts";
@@ -66,16 +67,7 @@ async function run(withReloads: boolean): Promise<RunResult> {
   await using uas = startSipp({
     cwd: dir,
     killAfterMs: (SECONDS + 60) * 1000,
-    args: [
-      "-sf",
-      `${SCENARIO_DIR}/options_uas.xml`,
-      "-t",
-      "t1",
-      "-i",
-      "127.0.0.1",
-      "-p",
-      `${uasPort}`,
-    ],
+    args: optionsUasArgs(uasPort),
   });
   await waitForTcpListen(uasPort, 10_000, "SIPp UAS");
   await using proxy = await startSipedge({ args: ["--config", configPath] });
@@ -132,34 +124,16 @@ async function run(withReloads: boolean): Promise<RunResult> {
 }
 
 function uacArgs(sip: number, uasPort: number, calls: number, rate: number, stf: string) {
-  return [
-    `127.0.0.1:${sip}`,
-    "-sf",
-    `${SCENARIO_DIR}/options_uac.xml`,
-    "-key",
-    "uas_hostport",
-    `127.0.0.1:${uasPort}`,
-    "-t",
-    "t1",
-    "-i",
-    "127.0.0.1",
-    "-p",
-    `${freePort()}`,
-    "-m",
-    `${calls}`,
-    "-r",
-    `${rate}`,
-    "-l",
-    "5000",
-    "-timeout",
-    `${SECONDS + 30}s`,
-    "-timeout_error",
-    "-recv_timeout",
-    "10s",
-    "-trace_stat",
-    "-stf",
-    stf,
-  ];
+  return optionsUacArgs({
+    proxyPort: sip,
+    uasPort,
+    localPort: freePort(),
+    calls,
+    rate,
+    limit: 5000,
+    timeoutSeconds: SECONDS + 30,
+    statFile: stf,
+  });
 }
 
 function median(values: number[]): number {

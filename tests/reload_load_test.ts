@@ -12,8 +12,9 @@ import { freePort, startSipedge } from "./support/sipedge_process.ts";
 import { reloadConfig, type ReloadVariant } from "./support/reload_configs.ts";
 import {
   findOnPath,
+  optionsUacArgs,
+  optionsUasArgs,
   parseSippStats,
-  SCENARIO_DIR,
   startSipp,
   waitForTcpListen,
 } from "./support/sipp.ts";
@@ -49,21 +50,7 @@ Deno.test({
     await using uas = startSipp({
       cwd: dir,
       killAfterMs: 120_000,
-      args: [
-        "-sf",
-        `${SCENARIO_DIR}/options_uas.xml`,
-        "-t",
-        "t1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        String(uasPort),
-        "-m",
-        String(CALLS),
-        "-trace_stat",
-        "-stf",
-        `${dir}/uas.csv`,
-      ],
+      args: optionsUasArgs(uasPort, CALLS, `${dir}/uas.csv`),
     });
     await waitForTcpListen(uasPort, 10_000, "SIPp UAS");
     await using proxy = await startSipedge({ args: ["--config", configPath] });
@@ -73,34 +60,16 @@ Deno.test({
       await using uac = startSipp({
         cwd: dir,
         killAfterMs: 120_000,
-        args: [
-          `127.0.0.1:${ports.sip}`,
-          "-sf",
-          `${SCENARIO_DIR}/options_uac.xml`,
-          "-key",
-          "uas_hostport",
-          `127.0.0.1:${uasPort}`,
-          "-t",
-          "t1",
-          "-i",
-          "127.0.0.1",
-          "-p",
-          String(freePort()),
-          "-m",
-          String(CALLS),
-          "-r",
-          String(RATE),
-          "-l",
-          "500",
-          "-timeout",
-          "60s",
-          "-timeout_error",
-          "-recv_timeout",
-          "10s",
-          "-trace_stat",
-          "-stf",
-          `${dir}/uac.csv`,
-        ],
+        args: optionsUacArgs({
+          proxyPort: ports.sip,
+          uasPort,
+          localPort: freePort(),
+          calls: CALLS,
+          rate: RATE,
+          limit: 500,
+          timeoutSeconds: 60,
+          statFile: `${dir}/uac.csv`,
+        }),
       });
       // Both the client connection and the upstream connection of some worker are open.
       let before: ConnectionRow[] = [];

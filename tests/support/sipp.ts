@@ -295,3 +295,47 @@ export function parseSippMessageLog(
   }
   return out;
 }
+
+/** Options of an OPTIONS load (tests/sipp/options_uac.xml) over one TCP connection. */
+export interface OptionsUacOptions {
+  /** The proxy's TCP port on 127.0.0.1. */
+  proxyPort: number;
+  /** The UAS's TCP port on 127.0.0.1 (the Request-URI). */
+  uasPort: number;
+  /** SIPp's own port (`-p`). */
+  localPort: number;
+  calls: number;
+  /** Calls per second. */
+  rate: number;
+  /** Most calls in flight at once (`-l`). */
+  limit: number;
+  /** Overall timeout in seconds (`-timeout`, a failure when it expires). */
+  timeoutSeconds: number;
+  /** Where SIPp writes its statistics (`-stf`). */
+  statFile: string;
+}
+
+/** SIPp arguments of an OPTIONS UAC: one connection (`-t t1`), 10 s answer timeout per call. */
+export function optionsUacArgs(o: OptionsUacOptions): string[] {
+  return [
+    `127.0.0.1:${o.proxyPort}`,
+    ...["-sf", `${SCENARIO_DIR}/options_uac.xml`, "-key", "uas_hostport", `127.0.0.1:${o.uasPort}`],
+    ...["-t", "t1", "-i", "127.0.0.1", "-p", String(o.localPort)],
+    ...["-m", String(o.calls), "-r", String(o.rate), "-l", String(o.limit)],
+    ...["-timeout", `${o.timeoutSeconds}s`, "-timeout_error", "-recv_timeout", "10s"],
+    ...["-trace_stat", "-stf", o.statFile],
+  ];
+}
+
+/**
+ * SIPp arguments of an OPTIONS UAS (tests/sipp/options_uas.xml) on 127.0.0.1:`port`; it ends
+ * after `calls` calls when given, else when stopped.
+ */
+export function optionsUasArgs(port: number, calls?: number, statFile?: string): string[] {
+  return [
+    ...["-sf", `${SCENARIO_DIR}/options_uas.xml`, "-t", "t1", "-i", "127.0.0.1"],
+    ...["-p", String(port)],
+    ...(calls === undefined ? [] : ["-m", String(calls)]),
+    ...(statFile === undefined ? [] : ["-trace_stat", "-stf", statFile]),
+  ];
+}
