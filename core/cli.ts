@@ -45,24 +45,55 @@ Control a running sipedge (status, connections, stats, blacklist, reload, …):
   sipedge ctl help
 `;
 
+/**
+ * Walks command-line arguments as GNU-style options: `--name value` or `--name=value`, flags
+ * without a value. Used by `sipedge` and `sipedge ctl`; errors are meant for the user.
+ */
+export class OptionReader {
+  /** The current argument as given. */
+  arg = "";
+  /** Its option name (`--listen` of `--listen=x`), or the argument itself. */
+  name = "";
+  #args: string[];
+  #i = -1;
+  #eq = -1;
+
+  constructor(args: string[]) {
+    this.#args = args;
+  }
+
+  /** Moves to the next argument; false when there is none. */
+  next(): boolean {
+    if (++this.#i >= this.#args.length) return false;
+    this.arg = this.#args[this.#i];
+    this.#eq = this.arg.startsWith("--") ? this.arg.indexOf("=") : -1;
+    this.name = this.#eq < 0 ? this.arg : this.arg.slice(0, this.#eq);
+    return true;
+  }
+
+  /** The option's value: after `=`, else the next argument (consumed). */
+  value(): string {
+    if (this.#eq >= 0) return this.arg.slice(this.#eq + 1);
+    const next = this.#args[++this.#i];
+    if (next === undefined) throw new Error(`${this.name} needs a value`);
+    return next;
+  }
+
+  /** A flag: an error when given a value. */
+  flag(): true {
+    if (this.#eq >= 0) throw new Error(`${this.name} takes no value`);
+    return true;
+  }
+}
+
 /** Parses `args`; throws an Error whose message is meant for the user. */
 export function parseCli(args: string[]): CliOptions {
   const options: CliOptions = { listen: [], checkConfig: false, version: false, help: false };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const name = eq < 0 ? arg : arg.slice(0, eq);
-    const value = (): string => {
-      if (eq >= 0) return arg.slice(eq + 1);
-      const next = args[++i];
-      if (next === undefined) throw new Error(`${name} needs a value`);
-      return next;
-    };
-    const flag = (): true => {
-      if (eq >= 0) throw new Error(`${name} takes no value`);
-      return true;
-    };
-    switch (name) {
+  const reader = new OptionReader(args);
+  const value = () => reader.value();
+  const flag = () => reader.flag();
+  while (reader.next()) {
+    switch (reader.name) {
       case "--config":
         options.config = value();
         break;
@@ -134,7 +165,7 @@ export function parseCli(args: string[]): CliOptions {
         options.help = flag();
         break;
       default:
-        throw new Error(`unknown option ${arg} (see --help)`);
+        throw new Error(`unknown option ${reader.arg} (see --help)`);
     }
   }
   return options;

@@ -17,6 +17,7 @@
  * @module
  */
 import type { ConnectionInfo } from "./transport/connection_manager.ts";
+import { OptionReader } from "./cli.ts";
 import { parse as parseToml } from "smol-toml";
 import { COUNTER_HELP } from "./stats.ts";
 
@@ -132,21 +133,14 @@ export async function runCtl(args: string[], io: CtlIo = DENO_IO): Promise<numbe
 /** Parses options (anywhere on the line) and the command words. */
 function parseCtlArgs(args: string[]): CtlOptions {
   const options: CtlOptions = { json: false, words: [] };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (!arg.startsWith("--") || arg === "--help") {
-      options.words.push(arg);
+  const reader = new OptionReader(args);
+  const value = () => reader.value();
+  while (reader.next()) {
+    if (!reader.arg.startsWith("--") || reader.arg === "--help") {
+      options.words.push(reader.arg);
       continue;
     }
-    const eq = arg.indexOf("=");
-    const name = eq < 0 ? arg : arg.slice(0, eq);
-    const value = (): string => {
-      if (eq >= 0) return arg.slice(eq + 1);
-      const next = args[++i];
-      if (next === undefined) throw new Error(`${name} needs a value`);
-      return next;
-    };
-    switch (name) {
+    switch (reader.name) {
       case "--url":
         options.url = value();
         break;
@@ -157,8 +151,7 @@ function parseCtlArgs(args: string[]): CtlOptions {
         options.token = value();
         break;
       case "--json":
-        if (eq >= 0) throw new Error("--json takes no value");
-        options.json = true;
+        options.json = reader.flag();
         break;
       case "--timeout": {
         const text = value();
@@ -170,7 +163,7 @@ function parseCtlArgs(args: string[]): CtlOptions {
         break;
       }
       default:
-        throw new Error(`unknown option ${arg} (see sipedge ctl help)`);
+        throw new Error(`unknown option ${reader.arg} (see sipedge ctl help)`);
     }
   }
   return options;
