@@ -144,6 +144,8 @@ export class WorkerEngine implements ProxyHost {
     const opened: ListenerEntry[] = [];
     try {
       const derived = derive(plugins.plugins);
+      // Checked here: the commit must not fail.
+      this.#connections?.checkTransports(derived.transports.keys());
       const listeners: ListenerEntry[] = [];
       for (const l of config.listen) {
         const transport = derived.transports.get(l.transport);

@@ -97,12 +97,17 @@ export class ConnectionManager {
    * applies the same reloads in the same order, so a name has the same slot in all of them.
    */
   transportsChanged(): void {
+    this.checkTransports(this.#options.transports.keys());
     for (const name of this.#options.transports.keys()) {
-      if (this.#slots.has(name)) continue;
-      if (this.#slots.size >= MAX_TRANSPORTS) {
-        throw new Error(`at most ${MAX_TRANSPORTS} transports can be counted`);
-      }
-      this.#slots.set(name, this.#slots.size);
+      if (!this.#slots.has(name)) this.#slots.set(name, this.#slots.size);
+    }
+  }
+
+  /** Throws when `names` would need more shared-counter slots than there are (check first). */
+  checkTransports(names: Iterable<string>): void {
+    const all = new Set([...this.#slots.keys(), ...names]);
+    if (all.size > MAX_TRANSPORTS) {
+      throw new Error(`at most ${MAX_TRANSPORTS} transports can be enabled over a run`);
     }
   }
 
