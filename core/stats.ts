@@ -39,6 +39,12 @@ export const COUNTER_HELP = {
   uncaught_errors:
     "exceptions nothing caught in a worker (logged with their stack; the worker goes on)",
   plugin_errors: "requests answered 500 because a router plugin's route() threw",
+  handoffs_out: "messages handed to the worker that owns their connection",
+  handoffs_in: "messages handed to this worker by another (written on a connection it owns)",
+  flows_registered: "REGISTERs forwarded with a Path carrying a flow token (RFC 5626)",
+  flow_failed: "requests for a flow whose connection is gone (answered 430 Flow Failed)",
+  flow_token_invalid: "requests with a flow token that does not verify (answered 403)",
+  directory_full: "inbound connections not published in the connection directory (table full)",
 } as const;
 
 /** Counter names. */
@@ -77,6 +83,7 @@ export const FAILURE_REASONS: readonly FailureReason[] = [
   "blacklisted",
   "connection_limit",
   "closed",
+  "flow_failed",
 ];
 
 const FAILURE_INDEX = Object.fromEntries(FAILURE_REASONS.map((r, i) => [r, i])) as Record<

@@ -28,6 +28,9 @@ import {
   DEFAULT_BLACKLIST_ENTRIES,
 } from "./transport/connection_manager.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
+import { createDirectoryBuffer } from "./transport/connection_directory.ts";
+import { configKeyHex, type FlowKey, randomKeyHex } from "./proxy/flow_token.ts";
+import type { LimitSettings } from "./policy/settings.ts";
 import type { WorkerStats } from "./stats.ts";
 
 const log = getLogger(["sipedge", "supervisor"]);
@@ -73,6 +76,14 @@ export interface SupervisorOptions {
 export class Supervisor {
   readonly shared = createSharedBuffer();
   readonly sharedCounters = new SharedCounters(this.shared);
+  /** The connection directory, sized at start for max_connections over every transport. */
+  readonly directory: SharedArrayBuffer;
+  /** This process among sipedge instances (in flow tokens). */
+  readonly #instance = crypto.getRandomValues(new Uint32Array(1))[0];
+  /** The flow token key used while `flows.key` is empty (for the life of the process). */
+  readonly #randomFlowKey = randomKeyHex();
+  /** Flow token keys in force: the current one first, then previous ones in their grace. */
+  #flowKeys: FlowKey[] = [];
   /** The config in force, as sent to workers (listen ports as bound). */
   #config: ResolvedConfig;
   /** The same, as resolved from the file (listen port 0 kept): what reloads compare with. */
@@ -90,8 +101,13 @@ export class Supervisor {
   readonly reloadStats: ReloadStats = { succeeded: 0, failed: 0, lastAt: 0, lastErrors: [] };
 
   constructor(config: ResolvedConfig, options: SupervisorOptions = {}) {
-    this.#config = this.#configured = config;
+    this.#config = this.#configured = this.#withFlowSecrets(config);
     this.#options = options;
+    const limits = config.plugins.find((p) => p.name === "limits")?.config as
+      | LimitSettings
+      | undefined;
+    const transports = config.plugins.filter((p) => p.kind === "transport").length;
+    this.directory = createDirectoryBuffer((limits?.max_connections ?? 2048) * transports);
     // Fixed at start: a reload that changes `workers` reports it as applying at the next start.
     this.#workerCount = config.sipedge.workers || navigator.hardwareConcurrency || 1;
     this.#blacklist = new BlacklistTable(
@@ -119,9 +135,19 @@ export class Supervisor {
   /** Starts every worker; rejects (after stopping those started) if one fails. */
   async start(): Promise<void> {
     let config = this.#config;
+    // One channel per pair of workers for hand-offs (core/transport/handoff.ts).
+    const ports: Record<number, MessagePort>[] = [];
+    for (let a = 0; a < this.workerCount; a++) {
+      ports.push({});
+      for (let b = 0; b < a; b++) {
+        const channel = new MessageChannel();
+        ports[a][b] = channel.port1;
+        ports[b][a] = channel.port2;
+      }
+    }
     try {
       for (let id = 0; id < this.workerCount; id++) {
-        const listeners = await this.#startWorker(config, id);
+        const listeners = await this.#startWorker(config, id, ports[id]);
         if (id === 0) {
           this.#listeners = listeners;
           // Port 0 → the port worker 0 got, so every worker listens on the same one.
@@ -178,7 +204,11 @@ export class Supervisor {
       configured.sipedge.log_format = this.#options.logFormat;
     }
     // 2. build in every worker (worker 0 first: a new port-0 listener gets its port there)
-    let next: ResolvedConfig = { ...configured, listen: this.#keepPorts(configured.listen) };
+    const flowKeys = this.#flowKeys;
+    let next: ResolvedConfig = this.#withFlowSecrets({
+      ...configured,
+      listen: this.#keepPorts(configured.listen),
+    });
     let bound: ListenerInfo[] = [];
     const prepared: Worker[] = [];
     try {
@@ -199,6 +229,7 @@ export class Supervisor {
           )
         ),
       );
+      this.#flowKeys = flowKeys;
       return this.#refused(source, [(error as Error).message]);
     }
     // 3. swap everywhere (synchronous in each worker; nothing can fail any more but a crash)
@@ -238,6 +269,27 @@ export class Supervisor {
     // One record per problem: readable in text logs, one field each in JSON logs.
     for (const error of errors) log.error("reload refused: {error}", { error });
     return { ok: false, source, errors };
+  }
+
+  /**
+   * The config with the flow token keys in force: the configured key (or the process's random
+   * one), and the previous key until its grace period ends when it changed.
+   */
+  #withFlowSecrets(config: ResolvedConfig): ResolvedConfig {
+    const now = Date.now();
+    const hex = config.flows.key === "" ? this.#randomFlowKey : configKeyHex(config.flows.key);
+    const current = this.#flowKeys[0];
+    if (current?.hex !== hex) {
+      const previous = this.#flowKeys.map((k) =>
+        k.validUntil === 0 ? { hex: k.hex, validUntil: now + config.flows.key_grace } : k
+      );
+      this.#flowKeys = [{ hex, validUntil: 0 }, ...previous];
+    }
+    this.#flowKeys = this.#flowKeys.filter((k, i) =>
+      (k.validUntil === 0 || k.validUntil > now) &&
+      this.#flowKeys.findIndex((o) => o.hex === k.hex) === i
+    );
+    return { ...config, flowSecrets: { instance: this.#instance, keys: this.#flowKeys } };
   }
 
   /** Listeners that stay get the port they are bound to (port 0 means "the one we got"). */
@@ -334,7 +386,11 @@ export class Supervisor {
     for (const w of this.#workers) if (w !== except) w.postMessage({ type: "blacklist", change });
   }
 
-  async #startWorker(config: ResolvedConfig, workerId: number): Promise<ListenerInfo[]> {
+  async #startWorker(
+    config: ResolvedConfig,
+    workerId: number,
+    handoffPorts: Record<number, MessagePort>,
+  ): Promise<ListenerInfo[]> {
     const worker = new Worker(new URL("./worker.ts", import.meta.url), {
       type: "module",
       name: `reader-${workerId}`,
@@ -357,19 +413,31 @@ export class Supervisor {
         p.reject(new Error(`worker crashed: ${event.message}`));
       }
     });
-    const reply = await this.#request(worker, {
-      type: "start",
-      config,
-      workerId,
-      shared: this.shared,
-      blacklist: this.#blacklist.list(Date.now()),
-    }, 30_000);
+    const reply = await this.#request(
+      worker,
+      {
+        type: "start",
+        config,
+        workerId,
+        shared: this.shared,
+        directory: this.directory,
+        handoffPorts,
+        blacklist: this.#blacklist.list(Date.now()),
+      },
+      30_000,
+      Object.values(handoffPorts),
+    );
     if (reply.type !== "started") throw new Error("unexpected worker reply");
     return reply.listeners;
   }
 
   /** Sends a request and waits for the reply with its id. */
-  #request(worker: Worker, body: RequestBody, timeoutMs: number): Promise<FromWorker> {
+  #request(
+    worker: Worker,
+    body: RequestBody,
+    timeoutMs: number,
+    transfer: Transferable[] = [],
+  ): Promise<FromWorker> {
     const id = this.#nextId++;
     return new Promise<FromWorker>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -386,7 +454,7 @@ export class Supervisor {
           reject(e);
         },
       });
-      worker.postMessage({ ...body, id } as ToWorker);
+      worker.postMessage({ ...body, id } as ToWorker, transfer);
     });
   }
 }

@@ -21,6 +21,10 @@ export type ToWorker =
     config: ResolvedConfig;
     workerId: number;
     shared: SharedArrayBuffer;
+    /** The connection directory (core/transport/connection_directory.ts). */
+    directory: SharedArrayBuffer;
+    /** Ports to the other workers for hand-offs, by worker id. */
+    handoffPorts: Record<number, MessagePort>;
     blacklist: BlacklistEntry[];
   }
   | { type: "prepare"; id: number; config: ResolvedConfig }
@@ -91,6 +95,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           config: message.config,
           workerId: message.workerId,
           shared: message.shared,
+          directory: message.directory,
+          handoffPorts: message.handoffPorts,
           blacklist: message.blacklist,
           onBlacklisted: (entry) => post({ type: "blacklisted", entry }),
         });

@@ -19,10 +19,20 @@ import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import { SharedCounters } from "./policy/shared_counters.ts";
 import { forwardRequest } from "./proxy/forward_request.ts";
 import { forwardResponse } from "./proxy/forward_response.ts";
-import type { MessageSource, ProxyCounter, ProxyHost } from "./proxy/proxy_host.ts";
+import { answerSendFailure } from "./proxy/send_failure.ts";
+import { FlowTokens, randomKeyHex } from "./proxy/flow_token.ts";
+import type {
+  FlowCheck,
+  FlowSettings,
+  MessageSource,
+  ProxyCounter,
+  ProxyHost,
+} from "./proxy/proxy_host.ts";
 import type { Frame } from "./sip/stream_framer.ts";
 import { buildReply } from "./sip/reply.ts";
-import type { Connection, FailHandler } from "./transport/connection.ts";
+import type { Connection } from "./transport/connection.ts";
+import { ConnectionDirectory, ownerOf } from "./transport/connection_directory.ts";
+import { type Handoff, HandoffChannel } from "./transport/handoff.ts";
 import {
   type BlacklistChange,
   type ConnectionInfo,
@@ -30,6 +40,7 @@ import {
   type EffectivePolicy,
 } from "./transport/connection_manager.ts";
 import type { Destination } from "./transport/destination.ts";
+import type { FailureReason } from "./policy/failure.ts";
 import type { StreamListener, StreamTransport } from "./transport/types.ts";
 import { Counters } from "./stats.ts";
 
@@ -53,6 +64,10 @@ export interface WorkerEngineOptions {
   blacklist?: BlacklistEntry[];
   /** Called when this worker blacklists a destination (to tell the others). */
   onBlacklisted?: (entry: BlacklistEntry) => void;
+  /** The connection directory shared by all workers (default: this worker's own). */
+  directory?: SharedArrayBuffer;
+  /** Ports to the other workers, by worker id, for hand-offs (none with one worker). */
+  handoffPorts?: Record<number, MessagePort>;
 }
 
 /** A listener this worker runs. */
@@ -105,6 +120,13 @@ export class WorkerEngine implements ProxyHost {
   #sources = new WeakMap<Connection, MessageSource>();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #pending: PendingReload | undefined;
+  #handoff: HandoffChannel | undefined;
+  #flowTokens: FlowTokens | undefined;
+  /** The instance and key used when the config carries no flow secrets (tests, one worker). */
+  #ownSecrets = {
+    instance: crypto.getRandomValues(new Uint32Array(1))[0],
+    keys: [{ hex: randomKeyHex(), validUntil: 0 }],
+  };
 
   constructor(options: WorkerEngineOptions) {
     this.#options = options;
@@ -120,6 +142,11 @@ export class WorkerEngine implements ProxyHost {
   /** The config in force. */
   get config(): ResolvedConfig {
     return this.#config;
+  }
+
+  /** The `[flows]` settings in force. */
+  get flows(): FlowSettings {
+    return this.#config.flows;
   }
 
   /** Loads plugins and starts listening. Returns the bound listeners. */
@@ -212,7 +239,13 @@ export class WorkerEngine implements ProxyHost {
     }
     this.routers = derived.routers;
     this.#failureListeners.splice(0, Infinity, ...derived.failureListeners);
+    const secrets = config.flowSecrets ?? this.#ownSecrets;
+    this.#flowTokens = new FlowTokens(secrets.instance, secrets.keys);
     if (this.#connections === undefined) {
+      const ports = this.#options.handoffPorts ?? {};
+      if (Object.keys(ports).length > 0) {
+        this.#handoff = new HandoffChannel({ ports, onHandoff: (h) => this.#onHandoff(h) });
+      }
       this.#connections = new ConnectionManager({
         workerId: this.workerId,
         transports: this.#transports,
@@ -222,6 +255,10 @@ export class WorkerEngine implements ProxyHost {
         onFrame: (c, frame) => this.#onFrame(c, frame),
         onBlacklisted: (entry) => this.#options.onBlacklisted?.(entry),
         failureListeners: this.#failureListeners,
+        directory: this.#options.directory === undefined
+          ? undefined
+          : new ConnectionDirectory(this.#options.directory),
+        handOff: (worker, handoff) => this.#handOff(worker, handoff),
       });
     } else {
       this.#connections.transportsChanged();
@@ -279,6 +316,7 @@ export class WorkerEngine implements ProxyHost {
     this.#listeners = [];
     clearInterval(this.#sweep);
     await this.#connections?.stop(timeoutMs);
+    this.#handoff?.close();
     await closeAll(this.#plugins);
   }
 
@@ -318,20 +356,68 @@ export class WorkerEngine implements ProxyHost {
     return this.#viaToTransport.get(viaName.toUpperCase());
   }
 
-  sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
-    this.counters.countForwarded(bytes);
-    this.#connections!.sendTo(destination, bytes, onFail);
+  checkFlowToken(token: string): FlowCheck {
+    const check = this.#flowTokens!.check(token);
+    if (!check.ok) return check;
+    const transport = this.#connections!.transportOfSlot(check.slot);
+    // A slot never used in this process: not a token of ours, whatever its MAC says.
+    if (transport === undefined) return { ok: false, why: "invalid" };
+    return { ok: true, connectionId: check.connectionId, transport };
   }
 
-  sendOnConnection(id: number, bytes: Uint8Array): boolean {
-    // Counted only when taken: on false the proxy falls back to sendTo, which counts it.
-    const taken = this.#connections!.sendOn(id, bytes);
-    if (taken) this.counters.countForwarded(bytes);
-    return taken;
+  sendTo(destination: Destination, bytes: Uint8Array): void {
+    this.counters.countForwarded(bytes);
+    this.#connections!.sendTo(destination, bytes, (reason) => this.#failed(bytes, reason));
+  }
+
+  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination): void {
+    const owner = ownerOf(id);
+    if (owner !== this.workerId && this.#handOff(owner, { connectionId: id, bytes, fallback })) {
+      return;
+    }
+    this.#deliver({ connectionId: id, bytes, fallback });
   }
 
   count(counter: ProxyCounter): void {
     this.counters.inc(counter);
+  }
+
+  // --- hand-offs ---------------------------------------------------------------------------
+
+  /** Hands a message to the worker that owns its connection; false when there is no channel. */
+  #handOff(worker: number, handoff: Handoff): boolean {
+    if (this.#handoff === undefined || !this.#handoff.reaches(worker)) return false;
+    this.counters.inc("handoffs_out");
+    this.#handoff.send(worker, handoff);
+    return true;
+  }
+
+  /** A message another worker handed to this one. */
+  #onHandoff(handoff: Handoff): void {
+    this.counters.inc("handoffs_in");
+    this.#deliver(handoff);
+  }
+
+  /**
+   * Writes a message on a connection this worker owns, through its write path. When the
+   * connection is gone (or is not the one a directory lookup expected), the message goes to
+   * its fallback destination from here, else it fails as `flow_failed`.
+   */
+  #deliver({ connectionId, bytes, fallback, key }: Handoff): void {
+    const fail = (reason: FailureReason) => this.#failed(bytes, reason);
+    if (this.#connections!.sendOn(connectionId, bytes, fail, key)) {
+      this.counters.countForwarded(bytes);
+    } else if (fallback !== undefined) {
+      this.counters.countForwarded(bytes);
+      this.#connections!.sendTo(fallback, bytes, fail, key !== undefined);
+    } else {
+      fail("flow_failed");
+    }
+  }
+
+  /** A message this worker was to send could not be: answered as {@link answerSendFailure}. */
+  #failed(bytes: Uint8Array, reason: FailureReason): void {
+    answerSendFailure(this, bytes, reason);
   }
 
   // --- frames ------------------------------------------------------------------------------
@@ -348,6 +434,14 @@ export class WorkerEngine implements ProxyHost {
         reply: (bytes) => {
           this.counters.countLocal(bytes);
           return manager.reply(connection, bytes);
+        },
+        // Minted each time (about a microsecond): a token made before a key change must not
+        // outlive the key's grace period in a cache.
+        flowToken: (create) => {
+          if (!connection.flow && !create) return undefined;
+          connection.flow = true;
+          const slot = manager.slotOf(connection.transportName)!;
+          return this.#flowTokens!.mint(connection.id, slot);
         },
       };
       this.#sources.set(connection, source);

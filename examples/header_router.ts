@@ -66,6 +66,7 @@ const FAILURE_REASONS = [
   "blacklisted",
   "connection_limit",
   "closed",
+  "flow_failed",
 ] as const satisfies readonly FailureReason[];
 
 /** Reasons that say the upstream itself is unreachable or not reading. */

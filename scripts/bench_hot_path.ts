@@ -38,12 +38,14 @@ let sent = 0;
 const destination = parseDestination("sip:127.0.0.1:5070;transport=tcp");
 const host: ProxyHost = {
   routers: [{ route: () => ({ destination }) }],
+  flows: { register: "outbound", record_route: true },
+  checkFlowToken: () => ({ ok: false, why: "invalid" }),
   isLocal: (h, p) => h === "127.0.0.1" && (p === 5060 || p === 0),
   advertised: () => ({ host: "127.0.0.1", port: 5060 }),
   viaName: () => "TCP",
   transportForVia: () => "tcp",
   sendTo: (_d, bytes) => void (sent += bytes.length),
-  sendOnConnection: (_id, bytes) => (sent += bytes.length, true),
+  sendOnConnection: (_id, bytes) => void (sent += bytes.length),
   count: () => {},
 };
 const source: MessageSource = {
@@ -52,6 +54,7 @@ const source: MessageSource = {
   hostname: "127.0.0.1",
   port: 40000,
   reply: () => true,
+  flowToken: () => undefined,
 };
 const framer = new StreamFramer({ maxMessageSize: 65535 });
 

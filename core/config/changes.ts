@@ -9,7 +9,7 @@ import type { ResolvedConfig, ResolvedListen, ResolvedPlugin } from "./load.ts";
 /** Settings that only a restart applies (the reload reports them as such). */
 const RESTART_ONLY = new Set(["sipedge.workers", "control.address", "control.token"]);
 /** Settings whose values are not shown. */
-const SECRET = new Set(["control.token"]);
+const SECRET = new Set(["control.token", "flows.key"]);
 
 /**
  * One line per difference between `before` and `after`; empty when they are the same.
@@ -22,7 +22,7 @@ export function describeChanges(
   view: (plugin: ResolvedPlugin) => unknown = (p) => p.config,
 ): string[] {
   const lines: string[] = [];
-  for (const section of ["sipedge", "control"] as const) {
+  for (const section of ["sipedge", "control", "flows"] as const) {
     const a = before[section] as Record<string, unknown>;
     const b = after[section] as Record<string, unknown>;
     for (const key of Object.keys(b)) {

@@ -13,6 +13,7 @@ function config(overrides: Partial<ResolvedConfig> = {}): ResolvedConfig {
       shutdown_timeout: 5000,
     },
     control: { address: "127.0.0.1:8060", token: "" },
+    flows: { register: "outbound", record_route: true, key: "", key_grace: 3_600_000 },
     listen: [{ transport: "tcp", hostname: "127.0.0.1", port: 5060 }],
     plugins: [
       { name: "tcp", kind: "transport", config: { read_buffer_size: 16384 } },
@@ -31,6 +32,7 @@ Deno.test("describeChanges: one line per change, secrets not shown", () => {
   const after = config({
     sipedge: { ...before.sipedge, log_level: "debug", workers: 4 },
     control: { address: "127.0.0.1:8060", token: "s3cret" },
+    flows: { ...before.flows, register: "all", key: "a new key of 16+ chars" },
     listen: [{ transport: "tls", hostname: "::1", port: 5061 }],
     plugins: [
       { name: "limits", kind: "policy", config: { conn_wq_max: 5, wq_max: 2 } },
@@ -41,6 +43,8 @@ Deno.test("describeChanges: one line per change, secrets not shown", () => {
     "sipedge.workers: 2 → 4 (applies at the next start)",
     'sipedge.log_level: "info" → "debug"',
     "control.token: changed (applies at the next start)",
+    'flows.register: "outbound" → "all"',
+    "flows.key: changed",
     "listen: added tls:[::1]:5061",
     "listen: removed tcp:127.0.0.1:5060 (its connections stay open)",
     "plugins.limits: conn_wq_max",

@@ -13,6 +13,7 @@ import { ALWAYS_ENABLED, BUILTIN_PLUGINS, loadPlugin, moduleVersion } from "../p
 import { PluginConfigError, type PluginKind } from "../plugin/types.ts";
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../sip/uri.ts";
+import type { FlowKey } from "../proxy/flow_token.ts";
 
 /** A config that failed validation; `errors` has one line per problem. */
 export class ConfigError extends Error {
@@ -34,6 +35,12 @@ export interface ConfigOverrides {
   workers?: number;
   /** `--control HOST:PORT` (or "" for off). */
   control?: string;
+}
+
+/** Flow token keys and the instance they name (see core/proxy/flow_token.ts). */
+export interface FlowSecrets {
+  instance: number;
+  keys: FlowKey[];
 }
 
 /** A listener, resolved. */
@@ -60,6 +67,13 @@ export interface ResolvedConfig {
   source: string;
   sipedge: z.output<typeof configFile>["sipedge"];
   control: z.output<typeof configFile>["control"];
+  flows: z.output<typeof configFile>["flows"];
+  /**
+   * The flow token keys in force and this process's instance number: drawn and kept by the
+   * supervisor (a random key when `flows.key` is empty; the previous key during its grace
+   * period), absent in a config that has not been through it.
+   */
+  flowSecrets?: FlowSecrets;
   listen: ResolvedListen[];
   /** In config order; transports first. */
   plugins: ResolvedPlugin[];
@@ -219,7 +233,8 @@ export async function resolveConfig(
   const file = parsed.data;
   if (overrides.workers !== undefined) file.sipedge.workers = overrides.workers;
   if (overrides.control !== undefined) file.control.address = overrides.control;
-  return { source, sipedge: file.sipedge, control: file.control, listen, plugins };
+  const { sipedge, control, flows } = file;
+  return { source, sipedge, control, flows, listen, plugins };
 }
 
 /** Orders `source:LINE: …` messages by line (messages without a line first). */

@@ -90,6 +90,33 @@ export const controlSection = z.strictObject({
   ),
 });
 
+/** `[flows]`: RFC 5626 edge proxy (Path and Record-Route with flow tokens). */
+export const flowsSection = z.strictObject({
+  register: z.enum(["outbound", "all", "off"]).default("outbound").describe(
+    "Which REGISTERs get a Path with a flow token, so that requests for the client come back " +
+      "over the connection it registered on: `outbound` (default) those that ask for RFC 5626 " +
+      "outbound (Contact with `reg-id` and `+sip.instance` or `;ob`, or `Supported: outbound`); " +
+      "`all` every REGISTER that came in on a connection (clients behind NAT that do not do " +
+      "outbound); `off` none (Path-less: requests for clients go by their Contact address).",
+  ),
+  record_route: z.boolean().default(true).describe(
+    "Dialog-forming requests (INVITE, SUBSCRIBE, REFER) from or to a flow get a Record-Route " +
+      "with the flow token, so in-dialog requests from the far end come back over the flow.",
+  ),
+  key: z.string().refine(
+    (k) => k === "" || k.length >= 16,
+    "at least 16 characters, or empty for a random key drawn at start",
+  ).default("").describe(
+    "Key of the flow tokens' HMAC-SHA-256. Empty: a random key drawn at start (tokens then " +
+      "die with the process: clients re-register after a restart). Set the same key on every " +
+      "instance only if they must accept each other's tokens.",
+  ),
+  key_grace: durationSchema.default(3_600_000).describe(
+    "After a reload changes `key`, how long tokens made with the previous key are still " +
+      "accepted (registrations made before the change refresh within their expiry).",
+  ),
+});
+
 /** One `[[listen]]` entry. */
 export const listenEntry = z.strictObject({
   address: listenAddressSchema.describe("Where to listen: TRANSPORT:HOST:PORT."),
@@ -108,6 +135,7 @@ export const pluginTable = z.looseObject({
 export const configFile = z.strictObject({
   sipedge: sipedgeSection.default(sipedgeSection.parse({})),
   control: controlSection.default(controlSection.parse({})),
+  flows: flowsSection.default(flowsSection.parse({})),
   listen: z.array(listenEntry).min(1, "at least one [[listen]] entry"),
   plugins: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "a plugin name"), pluginTable)
     .default({}),

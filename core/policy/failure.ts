@@ -23,11 +23,13 @@ export type FailureReason =
   /** max_connections reached: no new connection could be opened. */
   | "connection_limit"
   /** The connection closed (by us or by the peer) before the data was written. */
-  | "closed";
+  | "closed"
+  /** A request for a client's flow (RFC 5626) whose connection is gone: 430 Flow Failed. */
+  | "flow_failed";
 
-/** How a failure is answered to a request's sender. */
+/** How a failure is answered to a request's sender (408 for timeouts, 430 for a flow, 503). */
 export interface FailureReply {
-  status: 408 | 503;
+  status: 408 | 430 | 503;
   reason: string;
   /** Text for `Reason: SIP;cause=…;text="…"`. */
   text: string;
@@ -43,15 +45,17 @@ const TEXT: Record<FailureReason, string> = {
   blacklisted: "destination blacklisted",
   connection_limit: "connection limit",
   closed: "connection closed",
+  flow_failed: "flow failed",
 };
 
 /** The reply for a failure reason. */
 export function failureReply(reason: FailureReason): FailureReply {
   const timeout = reason === "connect_timeout" || reason === "send_timeout" ||
     reason === "keepalive_timeout";
-  return timeout
-    ? { status: 408, reason: "Request Timeout", text: TEXT[reason] }
-    : { status: 503, reason: "Service Unavailable", text: TEXT[reason] };
+  if (timeout) return { status: 408, reason: "Request Timeout", text: TEXT[reason] };
+  // RFC 5626 §5.3: the flow named in the Route is gone; the client must register again.
+  if (reason === "flow_failed") return { status: 430, reason: "Flow Failed", text: TEXT[reason] };
+  return { status: 503, reason: "Service Unavailable", text: TEXT[reason] };
 }
 
 /** The Reason header line (RFC 3326) for a failure. */

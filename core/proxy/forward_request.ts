@@ -27,14 +27,14 @@ import {
 } from "../sip/header_values.ts";
 import { MessageEdit } from "../sip/message_edit.ts";
 import { buildReply } from "../sip/reply.ts";
-import { formatHostPort, parseSipUri, type SipUri } from "../sip/uri.ts";
+import { formatHostPort, parseSipUri, type SipUri, sipUriProblem } from "../sip/uri.ts";
 import { type Destination, destinationOf } from "../transport/destination.ts";
 import type { Router, RouteResult } from "../plugin/types.ts";
 import { describeError, pluginOf } from "../plugin/owners.ts";
 import { getLogger } from "@logtape/logtape";
-import { failureReply, reasonHeader } from "../policy/failure.ts";
 import { hash64 } from "../sip/hash.ts";
-import type { MessageSource, ProxyHost } from "./proxy_host.ts";
+import { looksLikeFlowToken } from "./flow_token.ts";
+import type { FlowCheck, FlowSettings, MessageSource, ProxyHost } from "./proxy_host.ts";
 
 const pluginLog = getLogger(["sipedge", "plugin"]);
 
@@ -69,8 +69,16 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   const topVia = topViaRange && parseVia(head.text.slice(topViaRange.start, topViaRange.end));
   if (topVia === undefined) return reject(400, "Malformed Via header");
 
+  // The Request-URI, checked before any routing: a scheme sipedge does not carry is refused
+  // even when a route would take it; tel: URIs go to the routers.
   let uri: SipUri | undefined = parseSipUri(head.uri);
-  if (uri === undefined && /^sips?:/i.test(head.uri)) return reject(400, "Malformed Request-URI");
+  if (uri === undefined) {
+    const scheme = head.uri.slice(0, Math.max(0, head.uri.indexOf(":"))).toLowerCase();
+    if (scheme === "sip" || scheme === "sips") {
+      return reject(400, `Malformed Request-URI: ${sipUriProblem(head.uri)}`);
+    }
+    if (scheme !== "tel") return reject(416, "Unsupported URI Scheme");
+  }
   // §19.1.1: header parameters are not allowed in a Request-URI (RFC 4475 escruri).
   if (uri?.hasHeaders) return reject(400, "Headers in Request-URI");
 
@@ -114,8 +122,26 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
       uri = lastUri;
     }
   }
-  // Remove the Route values that name us (one per Record-Route we added).
+  // Remove the Route values that name us (one per Record-Route or Path we added). One with a
+  // flow token (RFC 5626 §5.3) names a client's flow: a request that did not come over that
+  // flow is for the client and goes over it; the client's own requests go on by their routes.
+  let flow: Extract<FlowCheck, { ok: true }> | undefined;
+  let flowToken: string | undefined;
   while (routes.length > 0 && routes[0].parsed !== undefined && isOurs(host, routes[0].parsed)) {
+    const user = routes[0].parsed.user;
+    if (user !== flowToken && looksLikeFlowToken(user)) {
+      const check = host.checkFlowToken(user);
+      if (!check.ok && check.why === "invalid") {
+        host.count("flow_token_invalid");
+        return reject(403, "Invalid Flow Token");
+      }
+      if (!check.ok) {
+        host.count("flow_failed");
+        return reject(430, "Flow Failed");
+      }
+      flowToken = user;
+      if (check.connectionId !== source.connectionId) flow = check;
+    }
     removedRoutes.push(routes[0]);
     routes = routes.slice(1);
   }
@@ -123,7 +149,10 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   // Next hop (§16.5, §16.6 step 6–7).
   let destination: Destination | undefined;
   let recordRoute = false;
-  if (routes.length > 0) {
+  if (flow !== undefined) {
+    // Over the flow's connection, whichever worker owns it (host and port are not used).
+    destination = { transport: flow.transport, host: "", port: 0 };
+  } else if (routes.length > 0) {
     const next = routes[0].parsed;
     if (next === undefined) return reject(400, "Malformed Route header");
     destination = destinationOf(next);
@@ -172,16 +201,38 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     ]);
   }
 
-  // Max-Forwards and Record-Route go in before our Via (inserts at one offset keep their
+  // A dialog-forming request to or from a flow is record-routed with the flow's token, so that
+  // in-dialog requests from the far end come back over the flow (RFC 5626 §5.3).
+  let recordRouteUser = "";
+  if (host.flows.record_route && isDialogForming(head)) {
+    const token = flow !== undefined ? flowToken : source.flowToken(false);
+    if (token !== undefined) {
+      recordRoute = true;
+      recordRouteUser = token;
+    }
+  }
+
+  // Max-Forwards, Path and Record-Route go in before our Via (inserts at one offset keep their
   // order), so that a request whose first header is Via keeps its Via lines together.
   if (mfField === undefined) {
     edit.insert(head.headersStart, `Max-Forwards: ${DEFAULT_MAX_FORWARDS}\r\n`);
   } else {
     edit.replace(mfField.valueStart, mfField.valueEnd, String(maxForwards - 1));
   }
+  if (head.method === "REGISTER" && wantsFlow(host.flows.register, head)) {
+    // RFC 5626 §5.1 / RFC 3327: our Path on top, naming the client's flow; `ob` says this
+    // edge proxy does outbound.
+    const pathAt = findHeader(head, "path")?.start ?? head.headersStart;
+    const ours = ourUri(host, destination.transport, source.transport, source.flowToken(true)!);
+    edit.insert(pathAt, `Path: <${ours};lr;ob>\r\n`);
+    host.count("flows_registered");
+  }
   if (recordRoute) {
     const rrAt = findHeader(head, "record-route")?.start ?? head.headersStart;
-    edit.insert(rrAt, recordRouteLines(host, destination.transport, source.transport));
+    edit.insert(
+      rrAt,
+      recordRouteLines(host, destination.transport, source.transport, recordRouteUser),
+    );
   }
 
   // Our Via, on top of the others (§16.6 step 8), with a stateless branch (§16.11) and the
@@ -202,15 +253,43 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   if (senderVia !== undefined) edit.replace(topViaRange.start, topViaRange.end, senderVia);
 
   host.count("requests_forwarded");
-  host.sendTo(destination, edit.build(), (failure) => {
-    // Not sent: the sender hears why (408 for timeouts, else 503), except for an ACK.
-    host.count("send_failed");
-    if (isAck) return;
-    const reply = failureReply(failure);
-    source.reply(buildReply(head, reply.status, reply.reason, {
-      headers: [reasonHeader(failure)],
-    }));
-  });
+  // Not sent: the host answers the sender (408 for timeouts, 430 for a flow, else 503).
+  if (flow !== undefined) host.sendOnConnection(flow.connectionId, edit.build());
+  else host.sendTo(destination, edit.build());
+}
+
+/** INVITE, SUBSCRIBE and REFER outside a dialog (no To tag) create one. */
+function isDialogForming(head: SipHead): boolean {
+  const m = head.method;
+  if (m !== "INVITE" && m !== "SUBSCRIBE" && m !== "REFER") return false;
+  return tagOf(getValue(head, "to")) === undefined;
+}
+
+/**
+ * Whether a REGISTER gets a Path with a flow token: with `outbound`, when the client asks for
+ * RFC 5626 outbound or for Path (`Supported: outbound` or `path`, a Contact with `reg-id` or
+ * `;ob`); with `all`, always.
+ */
+function wantsFlow(mode: FlowSettings["register"], head: SipHead): boolean {
+  if (mode !== "outbound") return mode === "all";
+  for (const field of head.headers) {
+    if (field.name === "supported") {
+      if (/(^|[\s,])(outbound|path)([\s,]|$)/i.test(headerValue(head, field))) return true;
+    } else if (field.name === "contact") {
+      if (/;[ \t]*(reg-id[ \t]*=|ob[ \t]*[;>]|ob$)/i.test(headerValue(head, field))) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Our URI for `transport` (`sip:[user@]host:port;transport=…`), or for `fallback` when
+ * sipedge does not listen on `transport` (the only way back in is then the inbound one).
+ */
+function ourUri(host: ProxyHost, transport: string, fallback: string, user = ""): string {
+  const t = host.advertised(transport) !== undefined ? transport : fallback;
+  const a = host.advertised(t)!;
+  return `sip:${user === "" ? "" : `${user}@`}${formatHostPort(a.host, a.port)};transport=${t}`;
 }
 
 function answer(
@@ -423,15 +502,19 @@ function bareIp(host: string): string {
 }
 
 /**
- * One Record-Route, or two when the request changes transport (so each side sees its own).
+ * One Record-Route, or two when the request changes transport (so each side sees its own); a
+ * flow token (`user`) goes in both, so that the flow is found whichever way a request enters.
  * Only addresses sipedge listens on: with no listener of the outbound transport, both sides get
  * the inbound one (the only way back in for a new connection).
  */
-function recordRouteLines(host: ProxyHost, outTransport: string, inTransport: string): string {
-  const line = (transport: string) => {
-    const a = host.advertised(transport)!;
-    return `Record-Route: <sip:${formatHostPort(a.host, a.port)};transport=${transport};lr>\r\n`;
-  };
+function recordRouteLines(
+  host: ProxyHost,
+  outTransport: string,
+  inTransport: string,
+  user: string,
+): string {
+  const line = (transport: string) =>
+    `Record-Route: <${ourUri(host, transport, transport, user)};lr>\r\n`;
   const outListens = host.advertised(outTransport) !== undefined;
   const inListens = host.advertised(inTransport) !== undefined;
   if (!outListens) return inListens ? line(inTransport) : "";

@@ -8,6 +8,7 @@ import type { Router, RouteRequest, RouteResult } from "../plugin/types.ts";
 import { latin1Decode, latin1Encode } from "../sip/latin1.ts";
 import { parseHead } from "../sip/parse_head.ts";
 import { getHeader } from "../sip/head.ts";
+import { parseDestination } from "../transport/destination.ts";
 
 const CLIENT_VIA = "Via: SIP/2.0/TCP 198.51.100.7:5070;branch=z9hG4bKabc\r\n";
 
@@ -37,6 +38,7 @@ function forward(
 ) {
   const host = options.host ?? new FakeHost(options);
   const source = options.source ?? new FakeSource();
+  host.sources.set(source.connectionId, source);
   forwardRequest(host, source, framed(text));
   return { host, source };
 }
@@ -626,8 +628,8 @@ Deno.test("forwardRequest: Record-Route when the router asks for it", async (t) 
 });
 
 Deno.test("forwardRequest: validation (RFC 3261 §16.3)", async (t) => {
-  const rejects = (text: string, status: number, reason: string) => {
-    const { head, host } = replied(text);
+  const rejects = (text: string, status: number, reason: string, options: FakeHostOptions = {}) => {
+    const { head, host } = replied(text, options);
     assert.equal(head.status, status);
     assert.equal(head.reason, reason);
     assert.equal(host.counter("requests_rejected"), 1);
@@ -703,8 +705,26 @@ Deno.test("forwardRequest: validation (RFC 3261 §16.3)", async (t) => {
     rejects(
       edit(request(), "sip:bob@example.com SIP", "sip:bob@exa_mple.com SIP"),
       400,
-      "Malformed Request-URI",
+      'Malformed Request-URI: invalid host "exa_mple.com"',
     );
+  });
+  await t.step("400 names a bad port in the Request-URI", () => {
+    rejects(
+      edit(request(), "sip:bob@example.com SIP", "sips:bob@example.com:99999 SIP"),
+      400,
+      'Malformed Request-URI: invalid port "99999"',
+    );
+  });
+  await t.step("416 for a scheme sipedge does not carry, even with a default route", () => {
+    const router = { route: () => ({ destination: parseDestination("sip:192.0.2.99") }) };
+    for (const uri of ["http://example.com/", "mailto:bob@example.com", "urn:x:y"]) {
+      rejects(
+        edit(request(), "sip:bob@example.com SIP", `${uri} SIP`),
+        416,
+        "Unsupported URI Scheme",
+        { routers: [router] },
+      );
+    }
   });
   await t.step("420 for Proxy-Require, with Unsupported", () => {
     const { head, reply } = replied(
@@ -821,7 +841,7 @@ Deno.test("forwardRequest: ACK never gets a locally generated response", async (
   );
   await t.step("ACK that cannot be sent", () => {
     const { host, source, sent } = forwarded(request("ACK"));
-    sent.onFail?.("connect_failed");
+    host.fail(sent.bytes, "connect_failed");
     assert.deepEqual(source.replies, []);
     assert.equal(host.counter("send_failed"), 1);
   });
@@ -836,8 +856,7 @@ Deno.test("forwardRequest: a failed send gets a 503 with a Reason", async (t) =>
   ) {
     await t.step(failure, () => {
       const { host, source, sent } = forwarded(request());
-      assert.ok(sent.onFail);
-      sent.onFail(failure);
+      host.fail(sent.bytes, failure);
       assert.equal(source.replies.length, 1);
       const reply = source.replies[0];
       const head = parseHead(reply);

@@ -18,9 +18,13 @@ export interface IncomingResponse {
   bytes: Uint8Array;
 }
 
-/** Processes one response. Responses that cannot be forwarded are dropped and counted. */
-export function forwardResponse(host: ProxyHost, response: IncomingResponse): void {
-  host.count("responses_in");
+/**
+ * Processes one response. Responses that cannot be forwarded are dropped and counted. `local`:
+ * a response sipedge made itself (a failure answer built from the request it forwarded),
+ * counted as a local reply rather than as a response read and forwarded.
+ */
+export function forwardResponse(host: ProxyHost, response: IncomingResponse, local = false) {
+  host.count(local ? "local_replies" : "responses_in");
   const { head } = response;
   const drop = (why: string) => {
     host.count("responses_dropped");
@@ -57,25 +61,22 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse): vo
   if (next === undefined) return drop("malformed next Via");
   const bytes = edit.build();
 
-  const connectionId = Number(ours.params.get("i"));
-  if (Number.isInteger(connectionId) && host.sendOnConnection(connectionId, bytes)) {
-    host.count("responses_forwarded");
-    return;
-  }
+  // Where the next Via says, when the connection the request came in on is gone.
   const transport = host.transportForVia(next.transport);
-  if (transport === undefined) return drop(`no ${next.transport} transport for the next Via`);
   const received = next.params.get("received");
   const rport = Number(next.params.get("rport"));
-  const hostName = (received || next.host).replace(/^\[(.*)\]$/, "$1");
-  const port = Number.isInteger(rport) && rport > 0 ? rport : next.port;
-  host.count("responses_forwarded");
-  host.sendTo({ transport, host: hostName, port }, bytes, (reason) => {
-    host.count("send_failed");
-    log.info("response {status} to {host}:{port} not sent: {reason}", {
-      status: head.status,
-      host: hostName,
-      port,
-      reason,
-    });
-  });
+  const fallback = transport === undefined ? undefined : {
+    transport,
+    host: (received || next.host).replace(/^\[(.*)\]$/, "$1"),
+    port: Number.isInteger(rport) && rport > 0 ? rport : next.port,
+  };
+  const connectionId = Number(ours.params.get("i"));
+  if (Number.isInteger(connectionId) && connectionId > 0) {
+    host.sendOnConnection(connectionId, bytes, fallback);
+  } else if (fallback !== undefined) {
+    host.sendTo(fallback, bytes);
+  } else {
+    return drop(`no ${next.transport} transport for the next Via`);
+  }
+  if (!local) host.count("responses_forwarded");
 }

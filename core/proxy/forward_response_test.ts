@@ -50,6 +50,7 @@ Deno.test("forwardResponse: our Via removed, sent on the connection from i= (exa
     id: 42,
     text: edit(text, OUR_VIA, ""),
     accepted: true,
+    fallback: { transport: "tcp", host: "198.51.100.7", port: 5070 },
   }]);
   assert.deepEqual(host.sent, []);
   assert.equal(host.counter("responses_forwarded"), 1);
@@ -144,7 +145,7 @@ Deno.test("forwardResponse: connection gone → sent to the next Via's address",
   });
   await t.step("a failed send is counted", () => {
     const host = run(response(), []);
-    host.sent[0].onFail?.("connect_failed");
+    host.fail(host.sent[0].bytes, "connect_failed");
     assert.equal(host.counter("send_failed"), 1);
   });
 });

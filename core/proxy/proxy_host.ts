@@ -5,11 +5,11 @@
  */
 import type { Router } from "../plugin/types.ts";
 import type { Destination } from "../transport/destination.ts";
-import type { FailHandler } from "../transport/connection.ts";
+import type { FlowTokenCheck } from "./flow_token.ts";
 
 /** Where a message came from. */
 export interface MessageSource {
-  /** Connection id (unique in the process). */
+  /** Connection id (unique in the process; names the worker that owns it). */
   connectionId: number;
   /** Transport plugin name. */
   transport: string;
@@ -18,6 +18,11 @@ export interface MessageSource {
   port: number;
   /** Sends bytes back on the connection the message came in on; false when it is gone. */
   reply(bytes: Uint8Array): boolean;
+  /**
+   * The RFC 5626 flow token naming this connection. With `create`, always (from then on the
+   * connection is a flow); without, only once it is a flow.
+   */
+  flowToken(create: boolean): string | undefined;
 }
 
 /** Counters the proxy increments (see core/stats.ts). */
@@ -30,12 +35,30 @@ export type ProxyCounter =
   | "requests_rejected"
   | "responses_dropped"
   | "send_failed"
-  | "plugin_errors";
+  | "plugin_errors"
+  | "flows_registered"
+  | "flow_failed"
+  | "flow_token_invalid";
+
+/** The `[flows]` settings the proxy applies (RFC 5626 edge proxy). */
+export interface FlowSettings {
+  /** Which REGISTERs get a Path with a flow token. */
+  register: "outbound" | "all" | "off";
+  /** Dialog-forming requests from or to a flow get a Record-Route with its token. */
+  record_route: boolean;
+}
+
+/** A flow token checked: the connection and transport it names, or why not. */
+export type FlowCheck =
+  | { ok: true; connectionId: number; transport: string }
+  | Extract<FlowTokenCheck, { ok: false }>;
 
 /** The worker side of the proxy. */
 export interface ProxyHost {
   /** Routers from plugins, in config order. */
   readonly routers: readonly Router[];
+  /** The `[flows]` settings in force. */
+  readonly flows: FlowSettings;
   /** Whether `host:port` (port 0 = default) over `transport` is one of our addresses. */
   isLocal(host: string, port: number, transport?: string): boolean;
   /**
@@ -47,10 +70,19 @@ export interface ProxyHost {
   viaName(transport: string): string | undefined;
   /** Transport name for a Via transport token (`TCP` → `tcp`), or undefined. */
   transportForVia(viaName: string): string | undefined;
-  /** Sends to a destination over a reused or new connection. */
-  sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void;
-  /** Sends on an existing connection by id; false when it is not open in this worker. */
-  sendOnConnection(id: number, bytes: Uint8Array): boolean;
+  /** Checks a flow token (the user part of a Route that names us). */
+  checkFlowToken(token: string): FlowCheck;
+  /**
+   * Sends to a destination over a reused or new connection (a client's connection in another
+   * worker is handed to that worker). When it cannot be sent, the host answers it: see
+   * {@link answerSendFailure}.
+   */
+  sendTo(destination: Destination, bytes: Uint8Array): void;
+  /**
+   * Sends on connection `id`, in this worker or handed to the worker that owns it. When that
+   * connection is gone: to `fallback` if given, else the message fails with `flow_failed`.
+   */
+  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination): void;
   /** Increments a counter. */
   count(counter: ProxyCounter): void;
 }

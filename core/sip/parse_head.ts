@@ -8,11 +8,32 @@
  * @module
  */
 import { canonicalHeaderName, type HeaderField, type SipHead } from "./head.ts";
+import { latin1Decode } from "./latin1.ts";
 
 const TOKEN_CHARS = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
 
 /** Content-Length value meaning "present but not a valid number". */
 export const CONTENT_LENGTH_INVALID = -2;
+
+/**
+ * The head of a complete message held in `bytes` (up to and including the empty line that
+ * ends it; the whole message when it has none). For messages sipedge built or already framed.
+ */
+export function parseMessageHead(bytes: Uint8Array): SipHead {
+  let end = bytes.length;
+  for (let i = 0; i + 1 < bytes.length; i++) {
+    if (bytes[i] !== 10) continue;
+    if (bytes[i + 1] === 10) {
+      end = i + 2;
+      break;
+    }
+    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) {
+      end = i + 3;
+      break;
+    }
+  }
+  return parseHead(latin1Decode(bytes, 0, end));
+}
 
 /**
  * Parses `text` (a complete head, usually ending with an empty line) into a {@link SipHead}.

@@ -57,6 +57,30 @@ export function parseSipUri(text: string): SipUri | undefined {
   return { scheme, user, host: parsed.host, port: parsed.port, params, hasHeaders };
 }
 
+/**
+ * What is wrong with a `sip:`/`sips:` URI that {@link parseSipUri} refused, in words for a 400
+ * reason phrase (`invalid port "99999"`).
+ */
+export function sipUriProblem(text: string): string {
+  const colon = text.indexOf(":");
+  let rest = colon < 0 ? "" : text.slice(colon + 1);
+  const at = rest.indexOf("@");
+  if (at >= 0) rest = rest.slice(at + 1);
+  const end = rest.search(/[;?]/);
+  const hostPort = end < 0 ? rest : rest.slice(0, end);
+  if (hostPort === "") return "no host";
+  const close = hostPort.lastIndexOf("]");
+  const portColon = hostPort.lastIndexOf(":");
+  if (portColon > close) {
+    const port = hostPort.slice(portColon + 1);
+    if (!/^[0-9]{1,5}$/.test(port) || Number(port) === 0 || Number(port) > 65535) {
+      return `invalid port ${JSON.stringify(port.slice(0, 16))}`;
+    }
+    return `invalid host ${JSON.stringify(hostPort.slice(0, portColon).slice(0, 64))}`;
+  }
+  return `invalid host ${JSON.stringify(hostPort.slice(0, 64))}`;
+}
+
 /** Parses `host[:port]` (IPv6 in brackets); undefined when malformed. Host is lower case. */
 export function parseHostPort(text: string): { host: string; port: number } | undefined {
   let host = text;

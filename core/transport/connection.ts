@@ -103,6 +103,8 @@ export class Connection {
   pingSentAt = 0;
   /** Whether data (other than pings) was written since the peer last sent a byte. */
   wroteSinceRead = false;
+  /** A client's flow (RFC 5626): a Path or Record-Route with its flow token was sent. */
+  flow = false;
 
   #socket: StreamSocket | undefined;
   #framer: StreamFramer;

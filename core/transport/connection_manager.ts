@@ -17,14 +17,18 @@ import type { Frame } from "../sip/stream_framer.ts";
 import { Connection, type FailHandler, type LostData, type UnsentData } from "./connection.ts";
 import { type Destination, destinationKey } from "./destination.ts";
 import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
+import {
+  ConnectionDirectory,
+  createDirectoryBuffer,
+  MIN_DIRECTORY_ENTRIES,
+  ownerOf,
+} from "./connection_directory.ts";
+import type { Handoff } from "./handoff.ts";
 
 const log = getLogger(["sipedge", "transport"]);
 
 /** Blacklist size cap when the blacklist plugin is off (entries then come from the control API). */
 export const DEFAULT_BLACKLIST_ENTRIES = 10_000;
-
-/** Ids are `sequence * MAX_WORKERS + workerId`: unique in the process, no coordination. */
-export const MAX_WORKERS = 256;
 
 /** The policies in force (from the policy plugins). */
 export interface EffectivePolicy {
@@ -49,6 +53,8 @@ export interface ConnectionInfo {
   idleMs: number;
   /** Transport details (TLS: version, cipher, sni, peer certificate subject). */
   details?: Record<string, string | number | boolean | undefined>;
+  /** Whether the connection is a client's flow (RFC 5626: a Path or Record-Route names it). */
+  flow: boolean;
 }
 
 /** Options for a {@link ConnectionManager}. */
@@ -65,11 +71,19 @@ export interface ConnectionManagerOptions {
   onBlacklisted(entry: BlacklistEntry): void;
   /** Failure listeners (plugins' onSendFailure). */
   failureListeners: ((event: SendFailureEvent) => void)[];
+  /** The directory shared by all workers (default: one of this manager's own, for tests). */
+  directory?: ConnectionDirectory;
+  /**
+   * Hands a message to the worker that owns a client's connection found in the directory;
+   * false when there is no channel to that worker (the message then goes out here).
+   */
+  handOff?(worker: number, handoff: Handoff): boolean;
 }
 
 /** One worker's connections. */
 export class ConnectionManager {
   readonly blacklist: BlacklistTable;
+  readonly directory: ConnectionDirectory;
   policy: EffectivePolicy;
   #options: ConnectionManagerOptions;
   #slots = new Map<string, number>();
@@ -77,7 +91,8 @@ export class ConnectionManager {
   #byKey = new Map<string, Connection>();
   /** Inbound connections that hold a per-IP reservation. */
   #countedIp = new Set<Connection>();
-  #sequence = 0;
+  /** Inbound connections published in the directory, and their entry. */
+  #published = new Map<Connection, number>();
   /** Messages already sent again after their connection closed under them. */
   #resent = new WeakSet<Uint8Array>();
   #stopping = false;
@@ -85,6 +100,8 @@ export class ConnectionManager {
   constructor(options: ConnectionManagerOptions) {
     this.#options = options;
     this.policy = options.policy;
+    this.directory = options.directory ??
+      new ConnectionDirectory(createDirectoryBuffer(MIN_DIRECTORY_ENTRIES));
     this.blacklist = new BlacklistTable(
       options.policy.blacklist?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
     );
@@ -101,6 +118,17 @@ export class ConnectionManager {
     for (const name of this.#options.transports.keys()) {
       if (!this.#slots.has(name)) this.#slots.set(name, this.#slots.size);
     }
+  }
+
+  /** The transport's shared slot (the same in every worker), or undefined when never enabled. */
+  slotOf(name: string): number | undefined {
+    return this.#slots.get(name);
+  }
+
+  /** The transport that has shared slot `slot`. */
+  transportOfSlot(slot: number): string | undefined {
+    for (const [name, s] of this.#slots) if (s === slot) return name;
+    return undefined;
   }
 
   /** Throws when `names` would need more shared-counter slots than there are (check first). */
@@ -150,12 +178,22 @@ export class ConnectionManager {
     this.#options.counters.inc("connections_accepted");
     const connection = this.#create(name, "in", socket.remoteAddr);
     this.#countedIp.add(connection);
-    this.#byKey.set(destinationKey(name, ip, socket.remoteAddr.port), connection);
+    const key = destinationKey(name, ip, socket.remoteAddr.port);
+    this.#byKey.set(key, connection);
+    // Other workers reach the client's connection through the directory.
+    const entry = this.directory.publish(key, connection.id);
+    if (entry >= 0) this.#published.set(connection, entry);
+    else this.#options.counters.inc("directory_full");
     connection.attach(socket);
   }
 
-  /** Sends to a destination over a reused or new connection; failures go to `onFail`. */
-  sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
+  /**
+   * Sends to a destination over a reused or new connection; failures go to `onFail`. A
+   * destination that is a client's connection owned by another worker (found in the
+   * directory) is handed to that worker, unless `direct` (the owner's own fallback: the
+   * directory pointed at a connection it no longer has).
+   */
+  sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler, direct = false): void {
     const transport = this.#options.transports.get(destination.transport);
     if (transport === undefined) {
       this.#options.counters.inc("connect_failed");
@@ -173,17 +211,29 @@ export class ConnectionManager {
       const result = existing.send(bytes, onFail);
       if (result === "queued") return;
       if (result === "queue_full") return this.#queueFull(existing, key, onFail);
+    } else if (!direct && this.#options.handOff !== undefined) {
+      const id = this.directory.lookup(key);
+      const owner = id === undefined ? this.#options.workerId : ownerOf(id);
+      if (
+        owner !== this.#options.workerId &&
+        this.#options.handOff(owner, { connectionId: id!, bytes, fallback: destination, key })
+      ) return;
     }
     this.#connect(destination.transport, transport, destination.host, port, key, bytes, onFail);
   }
 
-  /** Sends on a connection by id; false when this worker has no such open connection. */
-  sendOn(id: number, bytes: Uint8Array): boolean {
+  /**
+   * Sends on a connection by id; false when this worker has no such open connection (or,
+   * with `key`, its destination key is not `key`). Failures go to `onFail`.
+   */
+  sendOn(id: number, bytes: Uint8Array, onFail?: FailHandler, key?: string): boolean {
     const connection = this.#connections.get(id);
-    if (connection === undefined) return false;
-    const result = connection.send(bytes);
+    if (connection === undefined || (key !== undefined && keyOf(connection) !== key)) {
+      return false;
+    }
+    const result = connection.send(bytes, onFail);
     if (result === "queue_full") {
-      this.#queueFull(connection, keyOf(connection), undefined);
+      this.#queueFull(connection, keyOf(connection), onFail);
       return true; // reported as a failure; not a reason to try another path
     }
     return result === "queued";
@@ -243,6 +293,7 @@ export class ConnectionManager {
       ageMs: now - c.createdAt,
       idleMs: now - c.lastActivity,
       details: c.details(),
+      flow: c.flow,
     }));
   }
 
@@ -324,7 +375,7 @@ export class ConnectionManager {
 
   #create(name: string, direction: "in" | "out", remote: SocketAddress): Connection {
     const { workerId, transports, shared } = this.#options;
-    const id = ++this.#sequence * MAX_WORKERS + workerId;
+    const id = this.directory.nextId(workerId);
     const connection = new Connection({
       id,
       transportName: name,
@@ -353,6 +404,11 @@ export class ConnectionManager {
     this.#connections.delete(connection.id);
     shared.releaseConnection(this.#slots.get(connection.transportName)!);
     if (this.#countedIp.delete(connection)) shared.releaseFrom(connection.remote.hostname);
+    const entry = this.#published.get(connection);
+    if (entry !== undefined) {
+      this.#published.delete(connection);
+      this.directory.unpublish(entry, connection.id);
+    }
     const key = keyOf(connection);
     if (this.#byKey.get(key) === connection) this.#byKey.delete(key);
     if (failure === "closed" && lost.messages > 0) {
@@ -529,6 +585,7 @@ const COUNTER = {
   blacklisted: "blacklisted_sends",
   connection_limit: "connection_limit",
   closed: "connections_closed",
+  flow_failed: "flow_failed",
 } as const;
 
 function keyOf(c: Connection): string {

@@ -4,7 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type BlacklistChange, ConnectionManager, MAX_WORKERS } from "./connection_manager.ts";
+import { type BlacklistChange, ConnectionManager } from "./connection_manager.ts";
+import { MAX_WORKERS } from "./connection_directory.ts";
 import type { EffectivePolicy } from "./connection_manager.ts";
 import type { FailHandler } from "./connection.ts";
 import type { Destination } from "./destination.ts";

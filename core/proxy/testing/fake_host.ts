@@ -5,11 +5,19 @@
  */
 import type { Router } from "../../plugin/types.ts";
 import type { Destination } from "../../transport/destination.ts";
-import type { FailHandler } from "../../transport/connection.ts";
 import type { SipHead } from "../../sip/head.ts";
-import { parseHead } from "../../sip/parse_head.ts";
+import { parseMessageHead } from "../../sip/parse_head.ts";
 import { latin1Decode, latin1Encode } from "../../sip/latin1.ts";
-import type { MessageSource, ProxyCounter, ProxyHost } from "../proxy_host.ts";
+import type { FailureReason } from "../../policy/failure.ts";
+import { FlowTokens } from "../flow_token.ts";
+import { answerSendFailure } from "../send_failure.ts";
+import type {
+  FlowCheck,
+  FlowSettings,
+  MessageSource,
+  ProxyCounter,
+  ProxyHost,
+} from "../proxy_host.ts";
 
 /** Our address in tests. */
 export const OUR_HOST = "192.0.2.10";
@@ -33,8 +41,12 @@ export interface SentMessage {
   /** The bytes, as latin1 text. */
   text: string;
   bytes: Uint8Array;
-  onFail?: FailHandler;
 }
+
+/** The flow tokens of every fake host and source (instance 7, a fixed key). */
+export const TEST_FLOW_TOKENS = new FlowTokens(7, [{ hex: "5a".repeat(32), validUntil: 0 }]);
+/** Transport slots of flow tokens in tests. */
+const SLOTS = ["tcp", "tls", "udp", "ws", "wss"];
 
 /** Options of {@link FakeHost}. */
 export interface FakeHostOptions {
@@ -63,10 +75,18 @@ export class FakeHost implements ProxyHost {
   /** Everything given to `sendTo`, in order. */
   readonly sent: SentMessage[] = [];
   /** Everything given to `sendOnConnection`, in order (accepted or not). */
-  readonly sentOnConnection: { id: number; text: string; accepted: boolean }[] = [];
+  readonly sentOnConnection: {
+    id: number;
+    text: string;
+    accepted: boolean;
+    fallback?: Destination;
+  }[] = [];
   /** Connection ids `sendOnConnection` accepts. */
   readonly openConnections = new Set<number>();
   readonly counters = new Map<ProxyCounter, number>();
+  flows: FlowSettings = { register: "outbound", record_route: true };
+  /** Sources whose connection `sendOnConnection` writes to (their `replies`). */
+  readonly sources = new Map<number, FakeSource>();
 
   constructor(options: FakeHostOptions = {}) {
     this.routers = options.routers ?? [];
@@ -94,14 +114,29 @@ export class FakeHost implements ProxyHost {
     return this.transports.find((t) => t.via === viaName.toUpperCase())?.name;
   }
 
-  sendTo(destination: Destination, bytes: Uint8Array, onFail?: FailHandler): void {
-    this.sent.push({ destination, text: latin1Decode(bytes), bytes: bytes.slice(), onFail });
+  checkFlowToken(token: string): FlowCheck {
+    const check = TEST_FLOW_TOKENS.check(token);
+    if (!check.ok) return check;
+    return { ok: true, connectionId: check.connectionId, transport: SLOTS[check.slot] };
   }
 
-  sendOnConnection(id: number, bytes: Uint8Array): boolean {
+  sendTo(destination: Destination, bytes: Uint8Array): void {
+    this.sent.push({ destination, text: latin1Decode(bytes), bytes: bytes.slice() });
+  }
+
+  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination): void {
+    const source = this.sources.get(id);
+    if (source?.open) return void source.reply(bytes);
     const accepted = this.openConnections.has(id);
-    this.sentOnConnection.push({ id, text: latin1Decode(bytes), accepted });
-    return accepted;
+    this.sentOnConnection.push({ id, text: latin1Decode(bytes), accepted, fallback });
+    if (accepted) return;
+    if (fallback !== undefined) this.sendTo(fallback, bytes);
+    else this.fail(bytes, "flow_failed");
+  }
+
+  /** Fails a message given to the host, as a worker would (the sender is answered). */
+  fail(bytes: Uint8Array, reason: FailureReason): void {
+    answerSendFailure(this, bytes, reason);
   }
 
   count(counter: ProxyCounter): void {
@@ -124,6 +159,8 @@ export class FakeSource implements MessageSource {
   readonly replies: string[] = [];
   /** What `reply` returns. */
   open = true;
+  /** Whether a flow token was made for this source. */
+  flow = false;
 
   constructor(
     options: Partial<Pick<FakeSource, "connectionId" | "transport" | "hostname" | "port">> = {},
@@ -138,15 +175,16 @@ export class FakeSource implements MessageSource {
     this.replies.push(latin1Decode(bytes));
     return this.open;
   }
+
+  flowToken(create: boolean): string | undefined {
+    if (!this.flow && !create) return undefined;
+    this.flow = true;
+    return TEST_FLOW_TOKENS.mint(this.connectionId, SLOTS.indexOf(this.transport));
+  }
 }
 
 /** A message as the framer hands it to the proxy: parsed head and the whole bytes. */
 export function framed(text: string | Uint8Array): { head: SipHead; bytes: Uint8Array } {
   const bytes = typeof text === "string" ? latin1Encode(text) : text;
-  const all = latin1Decode(bytes);
-  const crlf = all.indexOf("\r\n\r\n");
-  const lf = all.indexOf("\n\n");
-  const headEnd = crlf >= 0 && (lf < 0 || crlf + 2 <= lf) ? crlf + 4 : lf + 2;
-  if (headEnd < 2) throw new Error("no end of head in test message");
-  return { head: parseHead(all.slice(0, headEnd)), bytes };
+  return { head: parseMessageHead(bytes), bytes };
 }
