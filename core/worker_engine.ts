@@ -365,12 +365,13 @@ export class WorkerEngine implements ProxyHost {
     return { ok: true, connectionId: check.connectionId, transport };
   }
 
-  sendTo(destination: Destination, bytes: Uint8Array): void {
-    this.counters.countForwarded(bytes);
+  sendTo(destination: Destination, bytes: Uint8Array, local = false): void {
+    this.#countOut(bytes, local);
     this.#connections!.sendTo(destination, bytes, (reason) => this.#failed(bytes, reason));
   }
 
-  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination): void {
+  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination, local = false): void {
+    this.#countOut(bytes, local);
     const owner = ownerOf(id);
     if (owner !== this.workerId && this.#handOff(owner, { connectionId: id, bytes, fallback })) {
       return;
@@ -405,14 +406,15 @@ export class WorkerEngine implements ProxyHost {
    */
   #deliver({ connectionId, bytes, fallback, key }: Handoff): void {
     const fail = (reason: FailureReason) => this.#failed(bytes, reason);
-    if (this.#connections!.sendOn(connectionId, bytes, fail, key)) {
-      this.counters.countForwarded(bytes);
-    } else if (fallback !== undefined) {
-      this.counters.countForwarded(bytes);
-      this.#connections!.sendTo(fallback, bytes, fail, key !== undefined);
-    } else {
-      fail("flow_failed");
-    }
+    if (this.#connections!.sendOn(connectionId, bytes, fail, key)) return;
+    if (fallback !== undefined) this.#connections!.sendTo(fallback, bytes, fail, key !== undefined);
+    else fail("flow_failed");
+  }
+
+  /** Counts a message on its way out, where it was decided (not where a hand-off writes it). */
+  #countOut(bytes: Uint8Array, local: boolean): void {
+    if (local) this.counters.countLocal(bytes);
+    else this.counters.countForwarded(bytes);
   }
 
   /** A message this worker was to send could not be: answered as {@link answerSendFailure}. */

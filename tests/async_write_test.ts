@@ -1423,6 +1423,7 @@ Deno.test("control API: bearer token, /status, /connections, 404 and 400", async
         "ageMs",
         "asyncMode",
         "direction",
+        "flow",
         "id",
         "idleMs",
         "local",

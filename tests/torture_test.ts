@@ -499,18 +499,6 @@ const FORWARDED: ForwardCase[] = [
     changes: () => [mf("Max-Forwards: 3"), received("branch=z9hG4bK")],
   },
   {
-    // With --forward every request has a route, whatever its scheme (a tel: or other URI
-    // routinely goes to a gateway upstream); without a route it is 416 (see below).
-    name: "RFC 4475 3.3.2 unkscm: unknown Request-URI scheme, routed by --forward",
-    fixture: "unkscm",
-    changes: () => [mf("Max-Forwards: 3"), received("branch=z9hG4bKkdjuw39234")],
-  },
-  {
-    name: "RFC 4475 3.3.3 novelsc: known but atypical scheme, routed by --forward",
-    fixture: "novelsc",
-    changes: () => [mf("Max-Forwards: 3"), received("branch=z9hG4bKkdjuw39234")],
-  },
-  {
     name: "RFC 4475 3.3.4 unksm2: unknown URI schemes in To, From, Contact",
     fixture: "unksm2",
     changes: () => [mf("Max-Forwards: 70"), received("branch=z9hG4bKkdjuw")],
@@ -978,8 +966,14 @@ Deno.test({
       },
     );
 
-    // With no route (a request from the upstream itself goes by its Request-URI), an unknown
-    // scheme gets 416 (RFC 3261 §16.3 step 2). Sent on the connection sipedge opened to the UAS.
+    // A scheme sipedge does not carry (not sip, sips or tel) gets 416 (RFC 3261 §16.3 step 2),
+    // checked before routing: from a client, where --forward would route anything, and with no
+    // route (from the upstream itself, on the connection sipedge opened to the UAS).
+    for (const name of ["unkscm", "novelsc"]) {
+      await step(`answered: RFC 4475 ${name} from a client (--forward) → 416`, async () => {
+        await env.expectAnswered(message(name), 416, /^Unsupported URI Scheme$/);
+      });
+    }
     for (const name of ["unkscm", "novelsc"]) {
       await step(`answered: RFC 4475 ${name} from the upstream (no route) → 416`, async () => {
         const connection = await env.upstreamConnection();

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DEFAULT_MAX_FORWARDS, forwardRequest } from "./forward_request.ts";
 import { FakeHost, type FakeHostOptions, FakeSource, framed } from "./testing/fake_host.ts";
+import type { FlowSettings } from "./proxy_host.ts";
 import type { Router, RouteRequest, RouteResult } from "../plugin/types.ts";
 import { latin1Decode, latin1Encode } from "../sip/latin1.ts";
 import { parseHead } from "../sip/parse_head.ts";
@@ -980,3 +981,177 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
+
+// --- RFC 5626 flows ----------------------------------------------------------------------------
+
+/** A REGISTER from the client, with extra header lines. */
+function registerRequest(...lines: string[]): string {
+  return edit(
+    request("REGISTER", "sip:example.com"),
+    "Subject: Lunch, today?\r\n",
+    lines.map((l) => `${l}\r\n`).join(""),
+  );
+}
+
+const OUTBOUND_CONTACT =
+  'Contact: <sip:alice@10.0.0.5:5070;transport=tcp;ob>;reg-id=1;+sip.instance="<urn:uuid:1>"';
+const PATH = /^Path: <sip:([A-Za-z0-9_-]{32})@192\.0\.2\.10:5060;transport=tcp;lr;ob>\r\n/m;
+
+Deno.test("forwardRequest: REGISTER gets a Path with a flow token naming its connection", async (t) => {
+  const router = fixedRouter({ destination: parseDestination("sip:203.0.113.5;transport=tcp") });
+  const cases: [string, string[], FlowSettings["register"], boolean][] = [
+    ["reg-id and +sip.instance", [OUTBOUND_CONTACT], "outbound", true],
+    ["Supported: outbound", ["Supported: outbound", "Contact: <sip:a@10.0.0.5>"], "outbound", true],
+    ["Supported: path", ["Supported: timer, path", "Contact: <sip:a@10.0.0.5>"], "outbound", true],
+    ["a plain REGISTER", ["Contact: <sip:a@10.0.0.5>"], "outbound", false],
+    ["a plain REGISTER, register = all", ["Contact: <sip:a@10.0.0.5>"], "all", true],
+    ["outbound, register = off", [OUTBOUND_CONTACT], "off", false],
+  ];
+  for (const [name, lines, mode, expected] of cases) {
+    await t.step(name, () => {
+      const host = new FakeHost({ routers: [router] });
+      host.flows = { register: mode, record_route: true };
+      const source = new FakeSource({ connectionId: 4242 });
+      const { out } = forwarded(registerRequest(...lines), { host, source });
+      const path = PATH.exec(out);
+      assert.equal(path !== null, expected, out);
+      assert.equal(host.counter("flows_registered"), expected ? 1 : 0);
+      assert.equal(source.flow, expected);
+      if (path === null) return;
+      assert.deepEqual(host.checkFlowToken(path[1]), {
+        ok: true,
+        connectionId: 4242,
+        transport: "tcp",
+      });
+      // Path goes on top of the Path values already there (RFC 3327 §5.2).
+      const again = new FakeHost({ routers: [router] });
+      again.flows = host.flows;
+      const withPath = forwarded(registerRequest(...lines, "Path: <sip:other.example;lr>"), {
+        host: again,
+      }).out;
+      assert.match(withPath, /Path: <sip:[^>]+;lr;ob>\r\nPath: <sip:other\.example;lr>\r\n/);
+    });
+  }
+  await t.step("in over TLS, out over TCP: the Path names the TCP side", () => {
+    const source = new FakeSource({ transport: "tls" });
+    const { out } = forwarded(registerRequest(OUTBOUND_CONTACT), { routers: [router], source });
+    const token = PATH.exec(out)![1];
+    assert.deepEqual(new FakeHost().checkFlowToken(token), {
+      ok: true,
+      connectionId: 42,
+      transport: "tls",
+    });
+  });
+});
+
+/** A request for the client from elsewhere, routed by a Route naming us with `token`. */
+function towardsFlow(token: string, method = "INVITE", extra = ""): string {
+  return edit(
+    request(method, "sip:alice@10.0.0.5:5070;ob"),
+    "Subject: Lunch, today?\r\n",
+    `Route: <sip:${token}@192.0.2.10:5060;transport=tcp;lr>\r\n${extra}`,
+  );
+}
+
+Deno.test("forwardRequest: a Route with a flow token delivers over the flow", async (t) => {
+  const client = new FakeSource({ connectionId: 777, transport: "tls" });
+  const token = client.flowToken(true)!;
+  await t.step(
+    "INVITE from another connection: over the flow, Record-Routed with the token",
+    () => {
+      const host = new FakeHost();
+      host.openConnections.add(777);
+      const { source } = forward(towardsFlow(token), { host });
+      assert.deepEqual(source.replies, []);
+      assert.equal(host.sent.length, 0, "not sent by address");
+      assert.equal(host.sentOnConnection.length, 1);
+      const sent = host.sentOnConnection[0];
+      assert.equal(sent.id, 777);
+      assert.equal(sent.fallback, undefined, "a flow has no fallback: 430 when it is gone");
+      assert.ok(!sent.text.includes("\r\nRoute:"), "our Route removed");
+      // Via names the flow's transport (TLS) and our TLS address; Record-Route carries the token.
+      assert.match(
+        sent.text,
+        /\r\nVia: SIP\/2\.0\/TLS 192\.0\.2\.10:5061;branch=z9hG4bK[0-9a-f]+;i=42\r\n/,
+      );
+      assert.ok(
+        sent.text.includes(`Record-Route: <sip:${token}@192.0.2.10:5061;transport=tls;lr>\r\n`),
+        sent.text,
+      );
+    },
+  );
+  await t.step("an in-dialog request is not Record-Routed", () => {
+    const host = new FakeHost();
+    host.openConnections.add(777);
+    forward(
+      towardsFlow(token, "BYE").replace(
+        "To: <sip:bob@example.com>",
+        "To: <sip:bob@example.com>;tag=b",
+      ),
+      { host },
+    );
+    assert.ok(!host.sentOnConnection[0].text.includes("Record-Route"));
+  });
+  await t.step("the flow is gone: 430 Flow Failed to the sender", () => {
+    const host = new FakeHost();
+    const { source } = forward(towardsFlow(token), { host });
+    assert.equal(source.replies.length, 1);
+    const head = parseHead(source.replies[0]);
+    assert.equal(head.status, 430);
+    assert.equal(head.reason, "Flow Failed");
+    assert.equal(getHeader(head, "reason"), 'SIP;cause=430;text="flow failed"');
+    assert.equal(host.counter("flow_failed"), 1);
+  });
+  await t.step("the client's own request: the token names its connection, routing goes on", () => {
+    const host = new FakeHost();
+    const text = towardsFlow(token, "BYE", "Route: <sip:203.0.113.9;lr>\r\n");
+    const { out, sent } = forwarded(
+      text.replace("To: <sip:bob@example.com>", "To: <sip:bob@example.com>;tag=b"),
+      {
+        host,
+        source: client,
+      },
+    );
+    assert.deepEqual(sent.destination, { transport: "tcp", host: "203.0.113.9", port: 0 });
+    assert.ok(out.includes("Route: <sip:203.0.113.9;lr>\r\n"));
+    assert.ok(!out.includes(token));
+  });
+  await t.step("a forged token: 403, nothing sent", () => {
+    const forged = token.slice(0, -1) + (token.endsWith("A") ? "B" : "A");
+    const { head, host } = replied(towardsFlow(forged));
+    assert.equal(head.status, 403);
+    assert.equal(head.reason, "Invalid Flow Token");
+    assert.equal(host.counter("flow_token_invalid"), 1);
+    assert.equal(host.sentOnConnection.length, 0);
+  });
+  await t.step("a user part that is not token-shaped is an ordinary Route", () => {
+    const { sent } = forwarded(towardsFlow("alice"));
+    assert.deepEqual(sent.destination, { transport: "tcp", host: "10.0.0.5", port: 5070 });
+  });
+});
+
+Deno.test("forwardRequest: a dialog-forming request from a flow is Record-Routed with its token", async (t) => {
+  const router = fixedRouter({ destination: parseDestination("sip:203.0.113.5;transport=tcp") });
+  for (
+    const [method, expected] of [["INVITE", true], ["SUBSCRIBE", true], ["MESSAGE", false]] as const
+  ) {
+    await t.step(method, () => {
+      const source = new FakeSource({ connectionId: 99 });
+      const token = source.flowToken(true)!;
+      const { out } = forwarded(request(method), { routers: [router], source });
+      assert.equal(
+        out.includes(`Record-Route: <sip:${token}@192.0.2.10:5060;transport=tcp;lr>\r\n`),
+        expected,
+        out,
+      );
+    });
+  }
+  await t.step("not a flow, or record_route = false: no Record-Route", () => {
+    assert.ok(!forwarded(request(), { routers: [router] }).out.includes("Record-Route"));
+    const host = new FakeHost({ routers: [router] });
+    host.flows = { register: "outbound", record_route: false };
+    const source = new FakeSource();
+    source.flowToken(true);
+    assert.ok(!forwarded(request(), { host, source }).out.includes("Record-Route"));
+  });
+});

@@ -72,9 +72,9 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse, loc
   };
   const connectionId = Number(ours.params.get("i"));
   if (Number.isInteger(connectionId) && connectionId > 0) {
-    host.sendOnConnection(connectionId, bytes, fallback);
+    host.sendOnConnection(connectionId, bytes, fallback, local);
   } else if (fallback !== undefined) {
-    host.sendTo(fallback, bytes);
+    host.sendTo(fallback, bytes, local);
   } else {
     return drop(`no ${next.transport} transport for the next Via`);
   }

@@ -75,14 +75,14 @@ export interface ProxyHost {
   /**
    * Sends to a destination over a reused or new connection (a client's connection in another
    * worker is handed to that worker). When it cannot be sent, the host answers it: see
-   * {@link answerSendFailure}.
+   * {@link answerSendFailure}. `local`: a response sipedge made (counted as a local reply).
    */
-  sendTo(destination: Destination, bytes: Uint8Array): void;
+  sendTo(destination: Destination, bytes: Uint8Array, local?: boolean): void;
   /**
    * Sends on connection `id`, in this worker or handed to the worker that owns it. When that
    * connection is gone: to `fallback` if given, else the message fails with `flow_failed`.
    */
-  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination): void;
+  sendOnConnection(id: number, bytes: Uint8Array, fallback?: Destination, local?: boolean): void;
   /** Increments a counter. */
   count(counter: ProxyCounter): void;
 }
