@@ -203,6 +203,7 @@ Deno.test("ctl connections: a table sorted by worker and id, numbers right-align
     local: "127.0.0.1:5060",
     remote: "127.0.0.1:40000",
     asyncMode: queuedBytes > 0,
+    flow: queuedBytes === 0,
     queuedBytes,
     ageMs: 65_000,
     idleMs: 500,
@@ -212,13 +213,13 @@ Deno.test("ctl connections: a table sorted by worker and id, numbers right-align
   const lines = f.out().split("\n");
   assert.match(
     lines[0],
-    /^ +ID +WORKER +TRANSPORT +DIR +STATE +LOCAL +REMOTE +MODE +QUEUED +AGE +IDLE$/,
+    /^ +ID +WORKER +TRANSPORT +DIR +STATE +LOCAL +REMOTE +MODE +FLOW +QUEUED +AGE +IDLE$/,
   );
   assert.match(
     lines[1],
-    /^ 512 +0 +tcp +in +open +127\.0\.0\.1:5060 +127\.0\.0\.1:40000 +async +123456 +1m05s +500ms$/,
+    /^ 512 +0 +tcp +in +open +127\.0\.0\.1:5060 +127\.0\.0\.1:40000 +async +- +123456 +1m05s +500ms$/,
   );
-  assert.match(lines[2], /^1025 +1 .* - +0 +1m05s +500ms$/);
+  assert.match(lines[2], /^1025 +1 .* - +flow +0 +1m05s +500ms$/);
   assert.equal(lines[3], "2 connections");
   const empty = fake(() => json({ connections: [] }));
   await runCtl(["connections"], empty.io);

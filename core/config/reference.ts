@@ -4,7 +4,7 @@
  * @module
  */
 import { settingsTable } from "./docs.ts";
-import { controlSection, listenEntry, sipedgeSection } from "./schema.ts";
+import { controlSection, flowsSection, listenEntry, sipedgeSection } from "./schema.ts";
 import { BUILTIN_PLUGINS } from "../plugin/registry.ts";
 
 /** The whole reference page as Markdown. */
@@ -26,6 +26,16 @@ export async function renderConfigDocs(): Promise<string> {
     "## `[control]`",
     "",
     settingsTable(controlSection),
+    "",
+    "## `[flows]`",
+    "",
+    "sipedge as an RFC 5626 edge proxy: a REGISTER that asks for it is forwarded with a Path",
+    "naming sipedge and carrying a flow token for the connection it came in on; a request whose",
+    "Route carries that token is delivered over that connection from whichever worker it",
+    "arrives in (430 Flow Failed when it closed, 403 when the token does not verify). See",
+    "README, \"Reaching clients\".",
+    "",
+    settingsTable(flowsSection),
     "",
     "## `[[listen]]` (one or more)",
     "",
