@@ -64,10 +64,16 @@ async function main(args: string[]): Promise<number> {
     },
     logLevel: cli.logLevel as LogLevel | undefined,
     logFormat: cli.logFormat,
+    // A hung worker's thread could not be stopped: exit for the service manager to restart us.
+    onStuckWorker: () => {
+      exitCode = EXIT_STUCK_WORKER;
+      requestStop("stuck reader worker");
+    },
   });
   // Signal listeners go in before anything starts: a signal that arrives before its listener
   // is registered kills the process with the default action.
   let stopRequested: string | undefined;
+  let exitCode = 0;
   let requestStop: (signal: string) => void = (signal) => stopRequested ??= signal;
   Deno.addSignalListener("SIGTERM", () => requestStop("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => requestStop("SIGINT"));
@@ -126,8 +132,11 @@ async function main(args: string[]): Promise<number> {
   });
   await stopped;
   log.info("stopped");
-  return 0;
+  return exitCode;
 }
+
+/** Exit status after a hung worker's thread could not be stopped (EX_SOFTWARE). */
+const EXIT_STUCK_WORKER = 70;
 
 function splitHostPort(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");

@@ -88,10 +88,19 @@ async function route(
   if (method === "GET" && path === "/status") {
     const stats = await supervisor.stats();
     const reloads = supervisor.reloadStats;
+    const pool = supervisor.workerStatus();
     return json({
       version: options.version,
       config: supervisor.config.source,
-      workers: supervisor.workerCount,
+      workers: {
+        configured: pool.configured,
+        up: pool.up.length,
+        restarting: pool.restarting,
+        unresponsive: stats.unresponsive,
+        restarts: pool.restarts,
+        connections_lost: pool.connectionsLost,
+        stuck: pool.stuck,
+      },
       listeners: supervisor.listeners,
       uptime_ms: Date.now() - started,
       connections: stats.connections,
@@ -143,6 +152,7 @@ async function route(
       queuedBytes: supervisor.sharedCounters.queuedBytes,
       blacklistEntries: supervisor.blacklist().length,
       reloads: supervisor.reloadStats,
+      pool: supervisor.workerStatus(),
       process: {
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
         residentBytes: memory.rss,

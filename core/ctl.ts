@@ -507,11 +507,45 @@ function clock(ms: number): string {
   return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${time}`;
 }
 
+/** `2 up of 2`, then what is wrong: restarting, not answering, restarts by reason. */
+function workersText(w: unknown): string {
+  if (typeof w === "number") return String(w); // a sipedge before worker supervision
+  const p = w as {
+    configured: number;
+    up: number;
+    restarting: number[];
+    unresponsive: number[];
+    restarts: Record<string, number>;
+    connections_lost: number;
+    stuck: number;
+  };
+  const parts = [`${p.up} up of ${p.configured}`];
+  if (p.restarting.length > 0) parts.push(`restarting: ${p.restarting.join(", ")}`);
+  if (p.unresponsive.length > 0) parts.push(`not answering: ${p.unresponsive.join(", ")}`);
+  const restarts = Object.entries(p.restarts).filter(([, n]) => n > 0);
+  if (restarts.length > 0) {
+    parts.push(
+      `restarts: ${restarts.map(([r, n]) => `${n} ${r}`).join(", ")}; ` +
+        `${p.connections_lost} connections lost`,
+    );
+  }
+  if (p.stuck > 0) parts.push(`${p.stuck} stuck`);
+  return parts.join("; ");
+}
+
 function renderStatus(body: unknown): string {
   const s = body as {
     version: string;
     config?: string;
-    workers: number;
+    workers: number | {
+      configured: number;
+      up: number;
+      restarting: number[];
+      unresponsive: number[];
+      restarts: Record<string, number>;
+      connections_lost: number;
+      stuck: number;
+    };
     listeners: { transport: string; hostname: string; port: number }[];
     uptime_ms: number;
     connections: number;
@@ -528,7 +562,7 @@ function renderStatus(body: unknown): string {
   ];
   if (s.config !== undefined) rows.push(["config", s.config]);
   rows.push(
-    ["workers", String(s.workers)],
+    ["workers", workersText(s.workers)],
     ["listening", listeners.join(", ") || "-"],
     ["connections", String(s.connections)],
     ["queued bytes", String(s.queued_bytes)],

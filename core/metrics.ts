@@ -21,6 +21,7 @@
  * | `sipedge_process_cpu_seconds_total`, `…_resident_memory_bytes`, … | | |
  * @module
  */
+import { type PoolStatus, RESTART_REASONS } from "./worker_pool.ts";
 import {
   addTables,
   COUNTER_HELP,
@@ -116,6 +117,8 @@ export interface MetricsSnapshot {
   reloads: { succeeded: number; failed: number; lastAt: number; lastErrors: readonly string[] };
   /** Process figures, when available. */
   process?: { cpuSeconds: number; residentBytes: number; heapUsedBytes: number };
+  /** The worker pool (restarts, workers up); absent in snapshots made without one. */
+  pool?: PoolStatus;
 }
 
 /**
@@ -185,7 +188,7 @@ export function collectMetrics(s: MetricsSnapshot): MetricFamily[] {
       samples: [{ labels: { version: s.version }, value: 1 }],
     },
     gauge("uptime_seconds", "seconds since sipedge started", (s.now - s.startedAt) / 1000),
-    gauge("workers", "reader workers", s.workers.length),
+    gauge("workers", "reader workers configured", s.pool?.configured ?? s.workers.length),
     {
       name: "sipedge_connections",
       type: "gauge",
@@ -295,6 +298,41 @@ export function collectMetrics(s: MetricsSnapshot): MetricFamily[] {
       (w) => w.heapUsedBytes ?? 0,
     ),
   );
+  if (s.pool !== undefined) {
+    const pool = s.pool;
+    const answered = new Set(s.workers.map((w) => w.worker));
+    families.push(
+      {
+        name: "sipedge_worker_up",
+        type: "gauge",
+        help: "1 when the worker is up and answered this scrape, else 0 (hung, restarting)",
+        samples: Array.from({ length: pool.configured }, (_, worker) => ({
+          labels: { worker: String(worker) },
+          value: pool.up.includes(worker) && answered.has(worker) ? 1 : 0,
+        })),
+      },
+      {
+        name: "sipedge_worker_restarts_total",
+        type: "counter",
+        help: "reader workers replaced, by reason (hang, exit, crash, start_failed)",
+        samples: RESTART_REASONS.map((reason) => ({
+          labels: { reason },
+          value: pool.restarts[reason],
+        })),
+      },
+      {
+        name: "sipedge_worker_connections_lost_total",
+        type: "counter",
+        help: "connections that were open in workers that were replaced",
+        samples: [{ value: pool.connectionsLost }],
+      },
+      gauge(
+        "workers_stuck",
+        "replaced workers whose thread could not be stopped (see on_stuck_worker)",
+        pool.stuck,
+      ),
+    );
+  }
   if (s.process !== undefined) {
     families.push(
       {

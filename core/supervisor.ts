@@ -27,8 +27,9 @@ import {
   type ConnectionInfo,
   DEFAULT_BLACKLIST_ENTRIES,
 } from "./transport/connection_manager.ts";
-import type { FromWorker, ToWorker } from "./worker.ts";
-import { createDirectoryBuffer } from "./transport/connection_directory.ts";
+import { ConnectionDirectory, createDirectoryBuffer } from "./transport/connection_directory.ts";
+import { createHandoffProgress } from "./transport/handoff.ts";
+import { type PoolStatus, WorkerPool } from "./worker_pool.ts";
 import { configKeyHex, type FlowKey, randomKeyHex } from "./proxy/flow_token.ts";
 import type { LimitSettings } from "./policy/settings.ts";
 import type { WorkerStats } from "./stats.ts";
@@ -41,9 +42,6 @@ export interface ListenerInfo {
   hostname: string;
   port: number;
 }
-
-type Request = ToWorker extends infer T ? T extends { id: number } ? T : never : never;
-type RequestBody = Request extends infer T ? T extends Request ? Omit<T, "id"> : never : never;
 
 /** What a reload did: applied (with what changed) or refused (with every error). */
 export type ReloadReport =
@@ -70,12 +68,14 @@ export interface SupervisorOptions {
   logLevel?: LogLevel;
   /** `--log-format`: wins over the file's `log_format`, also after reloads. */
   logFormat?: "text" | "json";
+  /** A hung worker's thread cannot be stopped and `on_stuck_worker = "exit"`: stop the process. */
+  onStuckWorker?: () => void;
 }
 
 /** Runs and stops the reader workers; the global state lives here. */
 export class Supervisor {
-  readonly shared = createSharedBuffer();
-  readonly sharedCounters = new SharedCounters(this.shared);
+  readonly shared: SharedArrayBuffer;
+  readonly sharedCounters: SharedCounters;
   /** The connection directory, sized at start for max_connections over every transport. */
   readonly directory: SharedArrayBuffer;
   /** This process among sipedge instances (in flow tokens). */
@@ -92,16 +92,15 @@ export class Supervisor {
   #workerCount: number;
   /** Reloads run one at a time, in order. */
   #reloading: Promise<unknown> = Promise.resolve();
-  #workers: Worker[] = [];
+  #pool: WorkerPool;
   #listeners: ListenerInfo[] = [];
   #blacklist: BlacklistTable;
-  #nextId = 1;
-  #pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
   /** Reload totals. */
   readonly reloadStats: ReloadStats = { succeeded: 0, failed: 0, lastAt: 0, lastErrors: [] };
 
   constructor(config: ResolvedConfig, options: SupervisorOptions = {}) {
-    this.#config = this.#configured = this.#withFlowSecrets(config);
+    this.#configured = config;
+    this.#config = this.#withFlowSecrets(config);
     this.#options = options;
     const limits = config.plugins.find((p) => p.name === "limits")?.config as
       | LimitSettings
@@ -110,9 +109,36 @@ export class Supervisor {
     this.directory = createDirectoryBuffer((limits?.max_connections ?? 2048) * transports);
     // Fixed at start: a reload that changes `workers` reports it as applying at the next start.
     this.#workerCount = config.sipedge.workers || navigator.hardwareConcurrency || 1;
+    this.shared = createSharedBuffer(this.#workerCount);
+    this.sharedCounters = new SharedCounters(this.shared);
     this.#blacklist = new BlacklistTable(
       this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
     );
+    this.#pool = new WorkerPool({
+      count: this.#workerCount,
+      shared: this.shared,
+      counters: this.sharedCounters,
+      directory: this.directory,
+      directoryView: new ConnectionDirectory(this.directory),
+      handoffProgress: createHandoffProgress(this.#workerCount),
+      config: () => this.#config,
+      blacklist: () => this.#blacklist.list(Date.now()),
+      onBlacklisted: (entry, from) => this.blacklistAdd(entry, from),
+      serialize: (task) => this.#serialize(task),
+      onStuckExit: () => this.#options.onStuckWorker?.(),
+    });
+  }
+
+  /** The workers: configured, up, restarting, restarts by reason, connections lost. */
+  workerStatus(): PoolStatus {
+    return this.#pool.status();
+  }
+
+  /** Runs `task` after the reloads and worker restarts queued before it. */
+  #serialize<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#reloading.then(task);
+    this.#reloading = run.catch(() => {});
+    return run;
   }
 
   /** Number of reader workers (resolving `workers = 0` to the CPU count). */
@@ -135,19 +161,9 @@ export class Supervisor {
   /** Starts every worker; rejects (after stopping those started) if one fails. */
   async start(): Promise<void> {
     let config = this.#config;
-    // One channel per pair of workers for hand-offs (core/transport/handoff.ts).
-    const ports: Record<number, MessagePort>[] = [];
-    for (let a = 0; a < this.workerCount; a++) {
-      ports.push({});
-      for (let b = 0; b < a; b++) {
-        const channel = new MessageChannel();
-        ports[a][b] = channel.port1;
-        ports[b][a] = channel.port2;
-      }
-    }
     try {
       for (let id = 0; id < this.workerCount; id++) {
-        const listeners = await this.#startWorker(config, id, ports[id]);
+        const listeners = await this.#pool.start(id, config);
         if (id === 0) {
           this.#listeners = listeners;
           // Port 0 → the port worker 0 got, so every worker listens on the same one.
@@ -174,9 +190,7 @@ export class Supervisor {
    * worker → report. Never throws; a refused reload changes nothing.
    */
   reload(): Promise<ReloadReport> {
-    const run = this.#reloading.then(() => this.#reload());
-    this.#reloading = run;
-    return run;
+    return this.#serialize(() => this.#reload());
   }
 
   async #reload(): Promise<ReloadReport> {
@@ -211,9 +225,12 @@ export class Supervisor {
     });
     let bound: ListenerInfo[] = [];
     const prepared: Worker[] = [];
+    // Workers being replaced now start later with the config in force then (restarts wait for
+    // this reload): every worker ends up on the same config.
+    const workers = this.#pool.up().map((w) => w.worker);
     try {
-      for (const [i, worker] of this.#workers.entries()) {
-        const reply = await this.#request(worker, { type: "prepare", config: next }, 30_000);
+      for (const [i, worker] of workers.entries()) {
+        const reply = await this.#pool.request(worker, { type: "prepare", config: next }, 30_000);
         if (reply.type !== "prepared") throw new Error(`unexpected worker reply ${reply.type}`);
         prepared.push(worker);
         if (i === 0) {
@@ -224,7 +241,7 @@ export class Supervisor {
     } catch (error) {
       await Promise.all(
         prepared.map((w) =>
-          this.#request(w, { type: "abort" }, 10_000).catch((e) =>
+          this.#pool.request(w, { type: "abort" }, 10_000).catch((e) =>
             log.error("reload: worker did not abort: {error}", { error: (e as Error).message })
           )
         ),
@@ -234,8 +251,8 @@ export class Supervisor {
     }
     // 3. swap everywhere (synchronous in each worker; nothing can fail any more but a crash)
     await Promise.all(
-      this.#workers.map((w) =>
-        this.#request(w, { type: "commit" }, 10_000).catch((e) =>
+      workers.map((w) =>
+        this.#pool.request(w, { type: "commit" }, 10_000).catch((e) =>
           log.error("reload: worker did not commit: {error}", { error: (e as Error).message })
         )
       ),
@@ -309,32 +326,32 @@ export class Supervisor {
 
   /** Stops every worker: listeners close, queued data gets up to `timeoutMs` to go out. */
   async stop(timeoutMs: number): Promise<void> {
-    const workers = this.#workers;
-    await Promise.all(workers.map(async (worker) => {
-      try {
-        await this.#request(worker, { type: "stop", timeoutMs }, timeoutMs + 2000);
-        await new Promise((resolve) => setTimeout(resolve, 50)); // it closes itself
-      } catch (error) {
-        log.warn("worker did not stop cleanly: {error}", { error: (error as Error).message });
-      }
-      worker.terminate();
-    }));
-    this.#workers = [];
+    await this.#pool.stop(timeoutMs);
   }
 
-  /** Sums the counters of all workers. */
-  async stats(): Promise<
-    { counters: Record<string, number>; connections: number; workers: WorkerStats[] }
-  > {
-    const replies = await Promise.all(
-      this.#workers.map((w) => this.#request(w, { type: "stats" }, 2000)),
+  /**
+   * Sums the counters of the workers that answer within a second; `unresponsive` names the
+   * others (a hung worker never holds up the control API).
+   */
+  async stats(): Promise<{
+    counters: Record<string, number>;
+    connections: number;
+    workers: WorkerStats[];
+    unresponsive: number[];
+  }> {
+    const up = this.#pool.up();
+    const replies = await Promise.allSettled(
+      up.map((w) => this.#pool.request(w.worker, { type: "stats" }, 1000)),
     );
     const counters: Record<string, number> = {};
     let connections = 0;
     // Per worker as well, for /metrics (per-worker load, tables by method and reason).
     const workers: WorkerStats[] = [];
-    for (const [worker, r] of replies.entries()) {
-      if (r.type !== "stats") continue;
+    const unresponsive: number[] = [];
+    replies.forEach((result, i) => {
+      const worker = up[i].id;
+      const r = result.status === "fulfilled" ? result.value : undefined;
+      if (r?.type !== "stats") return void unresponsive.push(worker);
       connections += r.connections;
       for (const [k, v] of Object.entries(r.counters)) counters[k] = (counters[k] ?? 0) + v;
       const { counters: c, connections: n, tables, connectionStates, heapUsedBytes } = r;
@@ -346,16 +363,18 @@ export class Supervisor {
         connectionStates,
         heapUsedBytes,
       });
-    }
-    return { counters, connections, workers };
+    });
+    return { counters, connections, workers, unresponsive };
   }
 
-  /** Every connection of every worker. */
+  /** Every connection of every worker that answers within a second. */
   async connections(): Promise<ConnectionInfo[]> {
-    const replies = await Promise.all(
-      this.#workers.map((w) => this.#request(w, { type: "connections" }, 2000)),
+    const replies = await Promise.allSettled(
+      this.#pool.up().map((w) => this.#pool.request(w.worker, { type: "connections" }, 1000)),
     );
-    return replies.flatMap((r) => r.type === "connections" ? r.connections : []);
+    return replies.flatMap((r) =>
+      r.status === "fulfilled" && r.value.type === "connections" ? r.value.connections : []
+    );
   }
 
   /** Live blacklist entries. */
@@ -383,78 +402,6 @@ export class Supervisor {
   }
 
   #broadcast(change: BlacklistChange, except?: Worker): void {
-    for (const w of this.#workers) if (w !== except) w.postMessage({ type: "blacklist", change });
-  }
-
-  async #startWorker(
-    config: ResolvedConfig,
-    workerId: number,
-    handoffPorts: Record<number, MessagePort>,
-  ): Promise<ListenerInfo[]> {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), {
-      type: "module",
-      name: `reader-${workerId}`,
-    });
-    this.#workers.push(worker);
-    worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
-      const message = event.data;
-      if (message.type === "blacklisted") return this.blacklistAdd(message.entry, worker);
-      const pending = this.#pending.get(message.id);
-      if (pending === undefined) return;
-      this.#pending.delete(message.id);
-      if (message.type === "failed") pending.reject(new Error(message.error));
-      else pending.resolve(message);
-    });
-    worker.addEventListener("error", (event: ErrorEvent) => {
-      event.preventDefault();
-      log.error("reader worker {id} crashed: {error}", { id: workerId, error: event.message });
-      for (const [id, p] of this.#pending) {
-        this.#pending.delete(id);
-        p.reject(new Error(`worker crashed: ${event.message}`));
-      }
-    });
-    const reply = await this.#request(
-      worker,
-      {
-        type: "start",
-        config,
-        workerId,
-        shared: this.shared,
-        directory: this.directory,
-        handoffPorts,
-        blacklist: this.#blacklist.list(Date.now()),
-      },
-      30_000,
-      Object.values(handoffPorts),
-    );
-    if (reply.type !== "started") throw new Error("unexpected worker reply");
-    return reply.listeners;
-  }
-
-  /** Sends a request and waits for the reply with its id. */
-  #request(
-    worker: Worker,
-    body: RequestBody,
-    timeoutMs: number,
-    transfer: Transferable[] = [],
-  ): Promise<FromWorker> {
-    const id = this.#nextId++;
-    return new Promise<FromWorker>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new Error(`worker did not answer "${body.type}" within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending.set(id, {
-        resolve: (m) => {
-          clearTimeout(timer);
-          resolve(m);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      worker.postMessage({ ...body, id } as ToWorker, transfer);
-    });
+    this.#pool.broadcast({ type: "blacklist", change }, except);
   }
 }

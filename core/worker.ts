@@ -25,6 +25,8 @@ export type ToWorker =
     directory: SharedArrayBuffer;
     /** Ports to the other workers for hand-offs, by worker id. */
     handoffPorts: Record<number, MessagePort>;
+    /** The hand-off progress table (core/transport/handoff.ts). */
+    handoffProgress: SharedArrayBuffer;
     blacklist: BlacklistEntry[];
   }
   | { type: "prepare"; id: number; config: ResolvedConfig }
@@ -33,11 +35,21 @@ export type ToWorker =
   | { type: "stop"; id: number; timeoutMs: number }
   | { type: "stats"; id: number }
   | { type: "connections"; id: number }
-  | { type: "blacklist"; change: BlacklistChange };
+  | { type: "blacklist"; change: BlacklistChange }
+  /** Worker `worker` went away: stop handing it messages, fail what it did not handle. */
+  | { type: "peer_down"; worker: number }
+  /** Worker `worker` (replaced) is up: hand-offs to it go over `port`. */
+  | { type: "peer_up"; worker: number; port: MessagePort };
 
 /** Replies from a worker (`id` of the request), and its own notices. */
 export type FromWorker =
-  | { type: "started"; id: number; listeners: BoundListener[] }
+  | {
+    type: "started";
+    id: number;
+    listeners: BoundListener[];
+    /** The worker's OS thread id (Linux), so the supervisor can see whether it ended. */
+    thread?: number;
+  }
   | { type: "prepared"; id: number; listeners: BoundListener[] }
   | { type: "committed"; id: number }
   | { type: "aborted"; id: number }
@@ -56,9 +68,12 @@ export type FromWorker =
     heapUsedBytes: number;
   }
   | { type: "connections"; id: number; connections: ConnectionInfo[] }
-  | { type: "blacklisted"; entry: BlacklistEntry };
+  | { type: "blacklisted"; entry: BlacklistEntry }
+  /** The worker is closing itself (a plugin called `close()`): the supervisor replaces it. */
+  | { type: "exiting"; reason: string };
 
 let engine: WorkerEngine | undefined;
+let stopping = false;
 
 function post(message: FromWorker): void {
   self.postMessage(message);
@@ -76,6 +91,22 @@ self.addEventListener("unhandledrejection", (event: PromiseRejectionEvent) => {
   event.preventDefault();
   reportUncaught(event.reason);
 });
+
+// A worker that closes itself other than on "stop" (a plugin calling close()) says so first, so
+// that the supervisor replaces it at once instead of waiting for its heartbeat to stop.
+const closeWorker = self.close.bind(self);
+self.close = () => {
+  if (!stopping) post({ type: "exiting", reason: "close() called" });
+  closeWorker();
+};
+
+function threadId(): number | undefined {
+  try {
+    return Number(Deno.readTextFileSync("/proc/thread-self/stat").split(" ")[0]) || undefined;
+  } catch {
+    return undefined; // not Linux, or no read permission for /proc
+  }
+}
 
 function reportUncaught(error: unknown): void {
   engine?.counters.inc("uncaught_errors");
@@ -97,10 +128,16 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           shared: message.shared,
           directory: message.directory,
           handoffPorts: message.handoffPorts,
+          handoffProgress: message.handoffProgress,
           blacklist: message.blacklist,
           onBlacklisted: (entry) => post({ type: "blacklisted", entry }),
         });
-        post({ type: "started", id: message.id, listeners: await engine.start() });
+        post({
+          type: "started",
+          id: message.id,
+          listeners: await engine.start(),
+          thread: threadId(),
+        });
       } catch (error) {
         post({ type: "failed", id: message.id, error: (error as Error).message });
       }
@@ -135,6 +172,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       post({ type: "aborted", id: message.id });
       return;
     case "stop":
+      stopping = true;
       await engine?.stop(message.timeoutMs);
       post({ type: "stopped", id: message.id });
       self.close(); // a clean exit (lets --cpu-prof write this worker's profile)
@@ -156,6 +194,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       return;
     case "blacklist":
       engine?.applyBlacklist(message.change);
+      return;
+    case "peer_down":
+      engine?.peerDown(message.worker);
+      return;
+    case "peer_up":
+      engine?.peerUp(message.worker, message.port);
       return;
   }
 };

@@ -68,7 +68,12 @@ export interface WorkerEngineOptions {
   directory?: SharedArrayBuffer;
   /** Ports to the other workers, by worker id, for hand-offs (none with one worker). */
   handoffPorts?: Record<number, MessagePort>;
+  /** The hand-off progress table (core/transport/handoff.ts), with `handoffPorts`. */
+  handoffProgress?: SharedArrayBuffer;
 }
+
+/** How often the event loop marks progress (the supervisor's hang detection watches it). */
+export const HEARTBEAT_INTERVAL_MS = 250;
 
 /** A listener this worker runs. */
 interface ListenerEntry {
@@ -121,6 +126,8 @@ export class WorkerEngine implements ProxyHost {
   #sweep: ReturnType<typeof setInterval> | undefined;
   #pending: PendingReload | undefined;
   #handoff: HandoffChannel | undefined;
+  #shared: SharedCounters | undefined;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
   #flowTokens: FlowTokens | undefined;
   /** The instance and key used when the config carries no flow secrets (tests, one worker). */
   #ownSecrets = {
@@ -242,14 +249,26 @@ export class WorkerEngine implements ProxyHost {
     const secrets = config.flowSecrets ?? this.#ownSecrets;
     this.#flowTokens = new FlowTokens(secrets.instance, secrets.keys);
     if (this.#connections === undefined) {
-      const ports = this.#options.handoffPorts ?? {};
-      if (Object.keys(ports).length > 0) {
-        this.#handoff = new HandoffChannel({ ports, onHandoff: (h) => this.#onHandoff(h) });
+      const { handoffPorts, handoffProgress } = this.#options;
+      if (handoffPorts !== undefined && handoffProgress !== undefined) {
+        this.#handoff = new HandoffChannel({
+          workerId: this.workerId,
+          progress: handoffProgress,
+          ports: handoffPorts,
+          onHandoff: (h) => this.#onHandoff(h),
+          // Handed to a worker that died or hung before handling it: the sender hears 503.
+          onLost: (h) => this.#failed(h.bytes, "closed"),
+        });
       }
+      this.#shared = new SharedCounters(this.#options.shared, this.workerId);
+      this.#heartbeat = setInterval(() => {
+        this.#shared!.beat();
+        this.#handoff?.prune();
+      }, HEARTBEAT_INTERVAL_MS);
       this.#connections = new ConnectionManager({
         workerId: this.workerId,
         transports: this.#transports,
-        shared: new SharedCounters(this.#options.shared),
+        shared: this.#shared,
         counters: this.counters,
         policy: derived.policy,
         onFrame: (c, frame) => this.#onFrame(c, frame),
@@ -315,6 +334,7 @@ export class WorkerEngine implements ProxyHost {
     for (const l of this.#listeners) l.listener.close();
     this.#listeners = [];
     clearInterval(this.#sweep);
+    clearInterval(this.#heartbeat);
     await this.#connections?.stop(timeoutMs);
     this.#handoff?.close();
     await closeAll(this.#plugins);
@@ -328,6 +348,16 @@ export class WorkerEngine implements ProxyHost {
   /** Connections for the control API. */
   listConnections(): ConnectionInfo[] {
     return this.#connections?.list() ?? [];
+  }
+
+  /** A peer worker went away (the supervisor replaces it): what it did not handle fails. */
+  peerDown(worker: number): void {
+    this.#handoff?.disconnect(worker);
+  }
+
+  /** A (replaced) peer worker is up: hand-offs to it go over `port`. */
+  peerUp(worker: number, port: MessagePort): void {
+    this.#handoff?.connect(worker, port);
   }
 
   /** Applies a blacklist change from the supervisor. */

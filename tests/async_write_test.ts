@@ -1400,7 +1400,8 @@ Deno.test("control API: bearer token, /status, /connections, 404 and 400", async
 
     const status = (await edge.api("GET", "/status")).json;
     assert.equal(status.version, "0.1.0");
-    assert.equal(status.workers, 2);
+    assert.equal(status.workers.configured, 2);
+    assert.equal(status.workers.up, 2);
     assert.deepEqual(status.listeners, [{
       transport: "tcp",
       hostname: "127.0.0.1",

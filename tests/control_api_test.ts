@@ -288,7 +288,7 @@ Deno.test("sipedge ctl against a running sipedge: tables, exit statuses, main.ts
     const status = await run("--url", url, "status");
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /^version: +sipedge \d+\.\d+\.\d+\n/);
-    assert.match(status.stdout, /\nworkers: +2\n/);
+    assert.match(status.stdout, /\nworkers: +2 up of 2\n/);
     const json = await run("--url", url, "--json", "stats");
     assert.equal(json.code, 0, json.stderr);
     assert.equal(JSON.parse(json.stdout).requests_in.OPTIONS, 1);

@@ -177,9 +177,14 @@ ${
   const proxy = await startSipedge({ config });
   try {
     await withOutput(proxy, async () => {
-      // TLS 1.3: the client finishes its side first; the alert comes when it reads.
+      // TLS 1.3: the client finishes its side first; the alert comes when it reads (on a busy
+      // machine s_client may read the close before the alert: refused all the same).
       const refused = await sClient(port, ["-servername", "sip.example", "-ign_eof"]);
-      assert.match(refused, /alert certificate required|alert number 116/, refused);
+      assert.match(
+        refused,
+        /alert certificate required|alert number 116|unexpected eof while reading/,
+        refused,
+      );
       const old = await sClient(port, ["-servername", "sip.example", "-tls1_2"]);
       assert.match(old, /alert protocol version|no protocols available|alert number 70/, old);
 

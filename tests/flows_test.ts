@@ -3,10 +3,10 @@
  * by the client's address and by RFC 5626 flow tokens, responses whose connection lives in
  * another worker, 430 for a flow that is gone, 403 for a forged token, and connection churn.
  * Every cross-worker case is forced: the upstream's connection is opened until it lands in the
- * worker that does not own the client's connection (tests/support/flow_env.ts).
+ * worker that does not own the client's connection (tests/support/proxy_env.ts).
  */
 import assert from "node:assert/strict";
-import { FlowProxy } from "./support/flow_env.ts";
+import { ProxyEnv } from "./support/proxy_env.ts";
 import {
   buildRequest,
   buildResponse,
@@ -84,7 +84,7 @@ function toClient(method: string, uri: string, route?: string) {
 
 Deno.test("flows: a request for a client's address crosses workers, and its response comes back", async () => {
   await using uas = registrar();
-  await using edge = await FlowProxy.start(2, routerConfig(uas, '[flows]\nregister = "off"'));
+  await using edge = await ProxyEnv.start(2, routerConfig(uas, '[flows]\nregister = "off"'));
   await withOutput(edge.proxy, async () => {
     await using client = await TestUac.connect(edge.port);
     await registerThrough(client, uas);
@@ -113,7 +113,7 @@ Deno.test("flows: a request for a client's address crosses workers, and its resp
 
 Deno.test("flows: outbound REGISTER gets a Path with a flow token; requests over it reach the client from any worker", async () => {
   await using uas = registrar();
-  await using edge = await FlowProxy.start(2, routerConfig(uas));
+  await using edge = await ProxyEnv.start(2, routerConfig(uas));
   await withOutput(edge.proxy, async () => {
     await using client = await TestUac.connect(edge.port);
     const seen = await registerThrough(client, uas, {
@@ -169,7 +169,7 @@ Deno.test("flows: outbound REGISTER gets a Path with a flow token; requests over
 
 Deno.test("flows: 430 when the flow is gone, 403 for a token that does not verify", async () => {
   await using uas = registrar();
-  await using edge = await FlowProxy.start(2, routerConfig(uas));
+  await using edge = await ProxyEnv.start(2, routerConfig(uas));
   await withOutput(edge.proxy, async () => {
     const client = await TestUac.connect(edge.port);
     const seen = await registerThrough(client, uas, {
@@ -212,7 +212,7 @@ Deno.test("flows: 430 when the flow is gone, 403 for a token that does not verif
 
 Deno.test("flows: with connection churn, a request for a closed flow never reaches another connection", async () => {
   await using uas = registrar();
-  await using edge = await FlowProxy.start(2, routerConfig(uas, '[flows]\nregister = "all"'));
+  await using edge = await ProxyEnv.start(2, routerConfig(uas, '[flows]\nregister = "all"'));
   await withOutput(edge.proxy, async () => {
     const stale: string[] = [];
     // 20 clients register and leave; 5 stay connected.

@@ -33,7 +33,7 @@ export async function renderConfigDocs(): Promise<string> {
     "naming sipedge and carrying a flow token for the connection it came in on; a request whose",
     "Route carries that token is delivered over that connection from whichever worker it",
     "arrives in (430 Flow Failed when it closed, 403 when the token does not verify). See",
-    "README, \"Reaching clients\".",
+    'README, "Reaching clients".',
     "",
     settingsTable(flowsSection),
     "",

@@ -75,6 +75,18 @@ export const sipedgeSection = z.strictObject({
   shutdown_timeout: durationSchema.default(5000).describe(
     "On SIGTERM/SIGINT: how long to wait for queued data to be written before exiting.",
   ),
+  worker_hang_timeout: durationSchema.refine((ms) => ms >= 1000, "at least 1s").default(5000)
+    .describe(
+      "A reader worker whose event loop makes no progress this long is replaced (its " +
+        "connections are lost; new connections go to its replacement).",
+    ),
+  on_stuck_worker: z.enum(["exit", "keep"]).default("exit").describe(
+    "When a hung worker's thread cannot be stopped (JavaScript that never yields: Deno cannot " +
+      "interrupt it, and its listening sockets keep taking a share of new connections): " +
+      "`exit` stops sipedge gracefully with exit status 70 so that the service manager " +
+      "(systemd `Restart=on-failure`, a container restart policy) starts it afresh; `keep` " +
+      "goes on with the replacement worker and reports it (`sipedge_workers_stuck`).",
+  ),
 });
 
 /** `[control]`: the control API. */

@@ -6,6 +6,12 @@
  *
  * Every reservation is add-then-check: if the new total is over the limit the add is undone
  * and the caller refused, so concurrent reservations can never push a total past its limit.
+ *
+ * Each worker also keeps its own share of every total in a row of its own (written only by that
+ * worker, with the totals): when a worker dies or hangs, the supervisor takes its share back
+ * out of the totals ({@link SharedCounters.reclaim}), so the connections and queued bytes it
+ * held stop counting against the limits. The row also holds the worker's heartbeat, which its
+ * event loop advances and the supervisor watches.
  * @module
  */
 
@@ -15,18 +21,64 @@ const TRANSPORT_BASE = 1;
 export const MAX_TRANSPORTS = 15;
 const IP_BASE = TRANSPORT_BASE + MAX_TRANSPORTS;
 const IP_BUCKETS = 1 << 16;
+/** Cells of the totals, and of each worker's row (its share, then its heartbeat). */
+const ROW = IP_BASE + IP_BUCKETS;
+const HEARTBEAT = ROW;
+const WORKER_ROW = ROW + 1;
 
-/** Creates the shared buffer (in the supervisor; handed to every worker). */
-export function createSharedBuffer(): SharedArrayBuffer {
-  return new SharedArrayBuffer((IP_BASE + IP_BUCKETS) * 4);
+/** Creates the shared buffer for `workers` workers (in the supervisor; handed to every worker). */
+export function createSharedBuffer(workers = 1): SharedArrayBuffer {
+  return new SharedArrayBuffer((ROW + workers * WORKER_ROW) * 4);
 }
 
-/** A view of the shared counters. */
+/** What a worker held, taken back out of the totals. */
+export interface ReclaimedShare {
+  queuedBytes: number;
+  /** Open connections, all transports. */
+  connections: number;
+}
+
+/** A view of the shared counters: a worker's (its share kept in its row) or the supervisor's. */
 export class SharedCounters {
   readonly #cells: Int32Array;
+  /** This worker's row (its share), or undefined for the supervisor's view. */
+  readonly #row: number | undefined;
 
-  constructor(buffer: SharedArrayBuffer) {
+  /** `workerId`: the worker whose share this view keeps (none: the supervisor's view). */
+  constructor(buffer: SharedArrayBuffer, workerId?: number) {
     this.#cells = new Int32Array(buffer);
+    this.#row = workerId === undefined ? undefined : ROW + workerId * WORKER_ROW;
+    if (this.#row !== undefined && this.#row + WORKER_ROW > this.#cells.length) {
+      throw new RangeError(`no row for worker ${workerId} in the shared counters`);
+    }
+  }
+
+  /** Marks progress of this worker's event loop (the supervisor watches it). */
+  beat(): void {
+    if (this.#row !== undefined) Atomics.add(this.#cells, this.#row + HEARTBEAT, 1);
+  }
+
+  /** Worker `workerId`'s heartbeat count. */
+  heartbeat(workerId: number): number {
+    return Atomics.load(this.#cells, ROW + workerId * WORKER_ROW + HEARTBEAT);
+  }
+
+  /**
+   * Takes worker `workerId`'s share back out of every total and clears its row (the worker is
+   * gone: terminated, or stopped for good). Returns what it held.
+   */
+  reclaim(workerId: number): ReclaimedShare {
+    const row = ROW + workerId * WORKER_ROW;
+    const cells = this.#cells;
+    const share: ReclaimedShare = { queuedBytes: 0, connections: 0 };
+    for (let i = 0; i < ROW; i++) {
+      const held = Atomics.exchange(cells, row + i, 0);
+      if (held === 0) continue;
+      Atomics.sub(cells, i, held);
+      if (i === QUEUED) share.queuedBytes = held;
+      else if (i < IP_BASE) share.connections += held;
+    }
+    return share;
   }
 
   /** Bytes queued over all connections. */
@@ -36,12 +88,12 @@ export class SharedCounters {
 
   /** Reserves `n` queued bytes unless the total would exceed `max`. */
   reserveQueued(n: number, max: number): boolean {
-    return reserve(this.#cells, QUEUED, n, max);
+    return this.#reserve(QUEUED, n, max);
   }
 
   /** Gives back queued bytes (written, or dropped with their connection). */
   releaseQueued(n: number): void {
-    if (n !== 0) Atomics.sub(this.#cells, QUEUED, n);
+    if (n !== 0) this.#release(QUEUED, n);
   }
 
   /** Open connections of transport slot `slot`. */
@@ -51,12 +103,12 @@ export class SharedCounters {
 
   /** Takes a connection slot of a transport unless `max` are open. */
   reserveConnection(slot: number, max: number): boolean {
-    return reserve(this.#cells, TRANSPORT_BASE + slot, 1, max);
+    return this.#reserve(TRANSPORT_BASE + slot, 1, max);
   }
 
   /** Gives back a connection slot. */
   releaseConnection(slot: number): void {
-    Atomics.sub(this.#cells, TRANSPORT_BASE + slot, 1);
+    this.#release(TRANSPORT_BASE + slot, 1);
   }
 
   /** Inbound connections counted for `ip` (its bucket). */
@@ -66,19 +118,29 @@ export class SharedCounters {
 
   /** Counts an inbound connection from `ip` unless `max` are open. */
   reserveFrom(ip: string, max: number): boolean {
-    return reserve(this.#cells, IP_BASE + bucketOf(ip), 1, max);
+    return this.#reserve(IP_BASE + bucketOf(ip), 1, max);
   }
 
   /** Un-counts an inbound connection from `ip`. */
   releaseFrom(ip: string): void {
-    Atomics.sub(this.#cells, IP_BASE + bucketOf(ip), 1);
+    this.#release(IP_BASE + bucketOf(ip), 1);
   }
-}
 
-function reserve(cells: Int32Array, index: number, n: number, max: number): boolean {
-  if (Atomics.add(cells, index, n) + n <= max) return true;
-  Atomics.sub(cells, index, n);
-  return false;
+  /** Add-then-check on the total; on success the worker's share grows too. */
+  #reserve(index: number, n: number, max: number): boolean {
+    const cells = this.#cells;
+    if (Atomics.add(cells, index, n) + n > max) {
+      Atomics.sub(cells, index, n);
+      return false;
+    }
+    if (this.#row !== undefined) Atomics.add(cells, this.#row + index, n);
+    return true;
+  }
+
+  #release(index: number, n: number): void {
+    Atomics.sub(this.#cells, index, n);
+    if (this.#row !== undefined) Atomics.sub(this.#cells, this.#row + index, n);
+  }
 }
 
 function bucketOf(ip: string): number {

@@ -48,7 +48,7 @@ export interface KamailioProcess extends AsyncDisposable {
 }
 
 /** Folder of Kamailio's modules on Debian (amd64). */
-const KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
+export const KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
 
 /**
  * Builds a minimal stateless-forwarding kamailio.cfg.
@@ -58,12 +58,7 @@ const KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
  */
 export function kamailioConfig(options: StartKamailioOptions, dir = "."): string {
   const children = options.children ?? 2;
-  const tls = options.tls === undefined ? "" : `enable_tls=yes
-listen=tls:127.0.0.1:${options.tls.port}
-`;
-  const tlsModule = options.tls === undefined ? "" : `loadmodule "tls.so"
-modparam("tls", "config", "${dir}/tls.cfg")
-`;
+  const { globals: tls, modules: tlsModule } = kamailioTlsParts(options.tls, dir);
   return `#!KAMAILIO
 debug=1
 log_stderror=yes
@@ -92,6 +87,26 @@ ${
   exit;
 }
 `;
+}
+
+/**
+ * The kamailio.cfg lines for TLS: the global part (`enable_tls`, the TLS `listen`) and the
+ * module part (load tls.so, point it at `DIR/tls.cfg`, which {@linkcode runKamailio} writes).
+ * Both are empty without `tls`.
+ *
+ * @param tls TLS settings, or undefined for none
+ * @param dir the folder kamailio.cfg and tls.cfg are written to
+ * @returns the two parts, each ending with a newline when not empty
+ */
+export function kamailioTlsParts(
+  tls: KamailioTlsOptions | undefined,
+  dir: string,
+): { globals: string; modules: string } {
+  if (tls === undefined) return { globals: "", modules: "" };
+  return {
+    globals: `enable_tls=yes\nlisten=tls:127.0.0.1:${tls.port}\n`,
+    modules: `loadmodule "tls.so"\nmodparam("tls", "config", "${dir}/tls.cfg")\n`,
+  };
 }
 
 /**
@@ -125,10 +140,83 @@ ${ca}`;
  * @param options port, destination, record-route and process counts
  * @returns the running Kamailio
  */
-export async function startKamailio(options: StartKamailioOptions): Promise<KamailioProcess> {
+export function startKamailio(options: StartKamailioOptions): Promise<KamailioProcess> {
+  return runKamailio({
+    config: (dir) => kamailioConfig(options, dir),
+    tls: options.tls,
+    ports: [
+      { port: options.port, name: "kamailio" },
+      ...(options.tls === undefined ? [] : [{ port: options.tls.port, name: "kamailio (tls)" }]),
+    ],
+  });
+}
+
+/** Options for {@linkcode runKamailio}. */
+export interface RunKamailioOptions {
+  /** The kamailio.cfg text, given the temp folder it is written to (for files it names). */
+  config: (dir: string) => string;
+  /** Also write `DIR/tls.cfg` ({@linkcode kamailioTlsConfig}) from these settings. */
+  tls?: KamailioTlsOptions;
+  /** TCP ports on 127.0.0.1 to wait for (with a name for errors): started once all listen. */
+  ports: { port: number; name: string }[];
+}
+
+/**
+ * SIGKILLs every process whose command line has the argument `configPath` (Linux /proc):
+ * the workers of one Kamailio, since each test run has its own config folder. Retries until
+ * none is left (1 s at most).
+ *
+ * @param configPath the `-f` argument of that Kamailio
+ */
+async function killLeftovers(configPath: string): Promise<void> {
+  const deadline = Date.now() + 1000;
+  while (true) {
+    const pids: number[] = [];
+    try {
+      for (const entry of Deno.readDirSync("/proc")) {
+        if (!/^[0-9]+$/.test(entry.name)) continue;
+        try {
+          const args = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+          if (args.includes(configPath)) pids.push(Number(entry.name));
+        } catch {
+          // Gone, or not readable.
+        }
+      }
+    } catch {
+      return; // No /proc: nothing to do.
+    }
+    const alive = pids.filter((pid) => {
+      try {
+        return !/^State:\s+Z/m.test(Deno.readTextFileSync(`/proc/${pid}/status`));
+      } catch {
+        return false;
+      }
+    });
+    if (alive.length === 0 || Date.now() > deadline) return;
+    for (const pid of alive) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * Runs Kamailio in the foreground (`-DD -E`, 64 MB shared and 8 MB private memory) with the
+ * given config in a fresh temp folder (removed when it exits), collects its output, and waits
+ * (10 s at most) until every port listens. On failure it is stopped and the error carries its
+ * output. Shared by every generated Kamailio configuration of the tests.
+ *
+ * @param options the config, TLS profiles and the ports to wait for
+ * @returns the running Kamailio
+ */
+export async function runKamailio(options: RunKamailioOptions): Promise<KamailioProcess> {
   const kamailio = findOnPath("kamailio") ?? "/usr/sbin/kamailio";
   const dir = await Deno.makeTempDir({ prefix: "sipedge_kamailio_" });
-  await Deno.writeTextFile(`${dir}/kamailio.cfg`, kamailioConfig(options, dir));
+  await Deno.writeTextFile(`${dir}/kamailio.cfg`, options.config(dir));
   if (options.tls !== undefined) {
     await Deno.writeTextFile(`${dir}/tls.cfg`, kamailioTlsConfig(options.tls));
   }
@@ -147,6 +235,9 @@ export async function startKamailio(options: StartKamailioOptions): Promise<Kama
   let exited = false;
   const status = child.status.then(async (s) => {
     exited = true;
+    // Workers that outlive the main process (seen once: SIGTERM left three behind) would
+    // hold the output pipes open forever: kill them, found by their own config path.
+    await killLeftovers(`${dir}/kamailio.cfg`);
     await pumps;
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     return s;
@@ -169,12 +260,9 @@ export async function startKamailio(options: StartKamailioOptions): Promise<Kama
   try {
     const abort = new AbortController();
     const outcome = await Promise.race([
-      Promise.all([
-        waitForTcpListen(options.port, 10_000, "kamailio", abort.signal),
-        ...(options.tls === undefined
-          ? []
-          : [waitForTcpListen(options.tls.port, 10_000, "kamailio (tls)", abort.signal)]),
-      ]).then(
+      Promise.all(
+        options.ports.map((p) => waitForTcpListen(p.port, 10_000, p.name, abort.signal)),
+      ).then(
         () => "listening",
         (err: Error) => err.message,
       ),

@@ -1,6 +1,6 @@
 /**
- * Test support for flows (RFC 5626) and hand-offs between workers: a running sipedge with its
- * control API, and connections placed in a chosen worker. The kernel spreads accepted
+ * Test support: a running sipedge with its control API, for tests that look at workers (flows
+ * and hand-offs, worker supervision), and connections placed in a chosen worker. The kernel spreads accepted
  * connections over the workers' SO_REUSEPORT sockets; a test that must cross workers opens
  * connections until one lands in the worker it wants (the control API names the owner), so
  * the cross-worker path is forced, not left to chance.
@@ -20,8 +20,19 @@ export interface ListedConnection {
   flow: boolean;
 }
 
-/** sipedge with its control API, for flow tests. */
-export class FlowProxy implements AsyncDisposable {
+/** The workers part of GET /status. */
+export interface WorkerStatus {
+  configured: number;
+  up: number;
+  restarting: number[];
+  unresponsive: number[];
+  restarts: Record<string, number>;
+  connections_lost: number;
+  stuck: number;
+}
+
+/** sipedge with its control API. */
+export class ProxyEnv implements AsyncDisposable {
   readonly proxy: SipedgeProcess;
   readonly controlUrl: string;
   readonly port: number;
@@ -35,13 +46,20 @@ export class FlowProxy implements AsyncDisposable {
   }
 
   /**
-   * Starts sipedge with `workers` workers, a tcp listener on a free port, the control API, and
-   * `extra` config text (plugin tables, `[flows]`).
+   * Starts sipedge with `workers` workers, the control API, `listen` (default a tcp listener on
+   * a free port), `sipedge` lines added to `[sipedge]`, and `extra` config text (plugin tables,
+   * `[flows]`).
    */
-  static async start(workers: number, extra = "", listen = ["tcp:127.0.0.1:0"]) {
+  static async start(
+    workers: number,
+    extra = "",
+    options: { sipedge?: string; listen?: string[] } = {},
+  ): Promise<ProxyEnv> {
+    const listen = options.listen ?? ["tcp:127.0.0.1:0"];
     const config = `[sipedge]
 workers = ${workers}
 shutdown_timeout = "200ms"
+${options.sipedge ?? ""}
 
 [control]
 address = "127.0.0.1:0"
@@ -49,13 +67,28 @@ address = "127.0.0.1:0"
 ${listen.map((a) => `[[listen]]\naddress = "${a}"\n`).join("\n")}
 ${extra}
 `;
-    return new FlowProxy(await startSipedge({ config }));
+    return new ProxyEnv(await startSipedge({ config }));
   }
 
   /** Every connection of every worker. */
   async connections(): Promise<ListedConnection[]> {
     const response = await fetch(`${this.controlUrl}/connections`);
     return (await response.json()).connections;
+  }
+
+  /** GET /status. */
+  async status(): Promise<Record<string, unknown> & { workers: WorkerStatus }> {
+    return await (await fetch(`${this.controlUrl}/status`)).json();
+  }
+
+  /** Polls `check` every 50 ms until it returns a value (not undefined) or `timeoutMs` ends. */
+  async until<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+      const value = await check().catch(() => undefined);
+      if (value !== undefined) return value;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
   }
 
   /** Summed counters of all workers. */
@@ -91,6 +124,13 @@ ${extra}
       const owner = await this.ownerOf(uac.localPort);
       if ("worker" in want ? owner === want.worker : owner !== want.not) return uac;
       await uac.close();
+      // Gone from sipedge's list too (it no longer counts against the per-IP limit).
+      const remote = `127.0.0.1:${uac.localPort}`;
+      await this.until(
+        async () => (await this.connections()).some((c) => c.remote === remote) ? undefined : true,
+        3000,
+        `${remote} closed`,
+      );
     }
     throw new Error(`no connection landed in the wanted worker (${JSON.stringify(want)})`);
   }
