@@ -45,6 +45,12 @@ export const COUNTER_HELP = {
   flow_failed: "requests for a flow whose connection is gone (answered 430 Flow Failed)",
   flow_token_invalid: "requests with a flow token that does not verify (answered 403)",
   directory_full: "inbound connections not published in the connection directory (table full)",
+  udp_datagrams_in: "UDP datagrams received (SIP, keepalives and STUN)",
+  udp_dropped: "UDP datagrams dropped: not SIP, too large, or a body shorter than Content-Length",
+  udp_keepalives: "UDP CRLF keepalives received (RFC 5626; not answered)",
+  stun_answered: "STUN binding requests answered on a SIP UDP port (RFC 5626 §4.4.1)",
+  udp_mtu_to_tcp: "requests over the UDP MTU sent over TCP instead (RFC 3261 §18.1.1)",
+  udp_over_mtu: "requests over the UDP MTU sent over UDP (TCP not enabled)",
 } as const;
 
 /** Counter names. */

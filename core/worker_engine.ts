@@ -31,7 +31,7 @@ import type {
 import type { Frame } from "./sip/stream_framer.ts";
 import { buildReply } from "./sip/reply.ts";
 import type { Connection } from "./transport/connection.ts";
-import { ConnectionDirectory, ownerOf } from "./transport/connection_directory.ts";
+import { ConnectionDirectory, MAX_WORKERS, ownerOf } from "./transport/connection_directory.ts";
 import { type Handoff, HandoffChannel } from "./transport/handoff.ts";
 import {
   type BlacklistChange,
@@ -41,7 +41,16 @@ import {
 } from "./transport/connection_manager.ts";
 import type { Destination } from "./transport/destination.ts";
 import type { FailureReason } from "./policy/failure.ts";
-import type { StreamListener, StreamTransport } from "./transport/types.ts";
+import {
+  type DatagramSocket,
+  type DatagramTransport,
+  isDatagram,
+  type SocketAddress,
+  type StreamListener,
+  type StreamTransport,
+  type Transport,
+} from "./transport/types.ts";
+import { frameDatagram, isKeepalive, stunBindingResponse } from "./transport/datagram.ts";
 import { Counters } from "./stats.ts";
 
 const log = getLogger(["sipedge", "transport"]);
@@ -75,14 +84,35 @@ export interface WorkerEngineOptions {
 /** How often the event loop marks progress (the supervisor's hang detection watches it). */
 export const HEARTBEAT_INTERVAL_MS = 250;
 
-/** A listener this worker runs. */
+/** A listener this worker runs (or, for a datagram listener worker 0 owns, knows of). */
 interface ListenerEntry {
   /** `transport|host|port`: the host as configured, the port as bound. */
   key: string;
   name: string;
   /** The transport instance that opened it (a replaced transport reopens its listeners). */
-  transport: StreamTransport;
-  listener: StreamListener;
+  transport: Transport;
+  /** The bound address (as configured, with its bound port, for another worker's socket). */
+  addr: SocketAddress;
+  /** A stream listener; or this worker's datagram socket (worker 0 binds them all). */
+  stream?: StreamListener;
+  socket?: DatagramSocket;
+}
+
+/**
+ * The worker that binds every datagram (UDP) socket: Deno has no SO_REUSEPORT for UDP, so one
+ * socket per address receives everything (plugins/udp.ts). Other workers hand it what they send.
+ */
+const DATAGRAM_OWNER = 0;
+/**
+ * Datagram listener N is named by connection id `(DATAGRAM_ID_BASE + N) * MAX_WORKERS + owner`
+ * (the same in every worker; far above the ids connections get), so a response's Via `i=` and
+ * a hand-off reach its socket like any connection.
+ */
+const DATAGRAM_ID_BASE = 2 ** 36;
+
+function closeEntry(entry: ListenerEntry): void {
+  entry.stream?.close();
+  entry.socket?.close();
 }
 
 /** A reload built in this worker and not yet in force. */
@@ -98,6 +128,7 @@ interface PendingReload {
 /** What the engine takes from its plugins. */
 interface DerivedPlugins {
   transports: Map<string, StreamTransport>;
+  datagrams: Map<string, DatagramTransport>;
   routers: Router[];
   policy: EffectivePolicy;
   failureListeners: ((event: SendFailureEvent) => void)[];
@@ -114,6 +145,9 @@ export class WorkerEngine implements ProxyHost {
   #plugins: LoadedPlugin[] = [];
   /** Enabled transports; the connection manager holds this same map (updated in place). */
   #transports = new Map<string, StreamTransport>();
+  #datagrams = new Map<string, DatagramTransport>();
+  /** Datagram listeners in config order (their index names them: ids, flow tokens). */
+  #datagramListeners: ListenerEntry[] = [];
   #viaToTransport = new Map<string, string>();
   /** The plugins' failure listeners; the connection manager holds this same array. */
   #failureListeners: ((event: SendFailureEvent) => void)[] = [];
@@ -182,9 +216,17 @@ export class WorkerEngine implements ProxyHost {
       this.#connections?.checkTransports(derived.transports.keys());
       const listeners: ListenerEntry[] = [];
       for (const l of config.listen) {
-        const transport = derived.transports.get(l.transport);
+        const transport = derived.transports.get(l.transport) ??
+          derived.datagrams.get(l.transport);
         if (transport === undefined) throw new Error(`transport ${l.transport} is not enabled`);
         const key = `${l.transport}|${normalizeHost(l.hostname)}|${l.port}`;
+        const owned = !isDatagram(transport) || this.workerId === DATAGRAM_OWNER;
+        if (!owned) {
+          // Worker 0 binds it; this worker knows its address (the port as worker 0 bound it).
+          const addr = { hostname: l.hostname, port: l.port };
+          listeners.push({ key, name: l.transport, transport, addr });
+          continue;
+        }
         const running = this.#listeners.find((e) =>
           e.key === key && e.transport === transport && !listeners.includes(e)
         );
@@ -192,9 +234,16 @@ export class WorkerEngine implements ProxyHost {
           listeners.push(running);
           continue;
         }
-        let listener: StreamListener;
+        let entry: ListenerEntry;
         try {
-          listener = await transport.listen({ hostname: l.hostname, port: l.port });
+          const address = { hostname: l.hostname, port: l.port };
+          if (isDatagram(transport)) {
+            const socket = await transport.bind(address);
+            entry = { key, name: l.transport, transport, addr: socket.addr, socket };
+          } else {
+            const stream = await transport.listen(address);
+            entry = { key, name: l.transport, transport, addr: stream.addr, stream };
+          }
         } catch (error) {
           throw new Error(
             `cannot listen on ${l.transport}:${formatHost(l.hostname)}:${l.port}: ${
@@ -202,24 +251,18 @@ export class WorkerEngine implements ProxyHost {
             }`,
           );
         }
-        const addr = listener.addr;
-        const entry: ListenerEntry = {
-          key: `${l.transport}|${normalizeHost(l.hostname)}|${addr.port}`,
-          name: l.transport,
-          transport,
-          listener,
-        };
+        entry.key = `${l.transport}|${normalizeHost(l.hostname)}|${entry.addr.port}`;
         opened.push(entry);
         listeners.push(entry);
       }
       this.#pending = { config, plugins, derived, listeners, opened };
       return listeners.map((e) => ({
         transport: e.name,
-        hostname: e.listener.addr.hostname,
-        port: e.listener.addr.port,
+        hostname: e.addr.hostname,
+        port: e.addr.port,
       }));
     } catch (error) {
-      for (const e of opened) e.listener.close();
+      for (const e of opened) closeEntry(e);
       await plugins.abort();
       throw error;
     }
@@ -239,9 +282,14 @@ export class WorkerEngine implements ProxyHost {
     pending.plugins.commit();
     this.#plugins = pending.plugins.plugins;
     this.#transports.clear();
+    this.#datagrams.clear();
     this.#viaToTransport.clear();
     for (const [name, transport] of derived.transports) {
       this.#transports.set(name, transport);
+      this.#viaToTransport.set(transport.viaName.toUpperCase(), name);
+    }
+    for (const [name, transport] of derived.datagrams) {
+      this.#datagrams.set(name, transport);
       this.#viaToTransport.set(transport.viaName.toUpperCase(), name);
     }
     this.routers = derived.routers;
@@ -285,20 +333,21 @@ export class WorkerEngine implements ProxyHost {
     }
 
     for (const entry of this.#listeners) {
-      if (!pending.listeners.includes(entry)) entry.listener.close();
-    }
-    for (const entry of pending.opened) {
-      const name = entry.name;
-      entry.listener.start((socket) => this.#connections!.accept(name, socket));
+      if (!pending.listeners.includes(entry)) closeEntry(entry);
     }
     this.#listeners = pending.listeners;
+    this.#datagramListeners = pending.listeners.filter((e) => isDatagram(e.transport));
+    for (const entry of pending.opened) {
+      const name = entry.name;
+      entry.stream?.start((socket) => this.#connections!.accept(name, socket));
+      entry.socket?.start((data, from) => this.#onDatagram(entry, data, from));
+    }
 
     this.#advertised.clear();
     this.#local.clear();
     this.#localHostsAnyPort.clear();
     config.listen.forEach((l, i) => {
-      const addr = pending.listeners[i].listener.addr;
-      const transport = derived.transports.get(l.transport)!;
+      const { addr, transport } = pending.listeners[i];
       const advertised = l.advertise === undefined
         ? { host: addr.hostname, port: addr.port }
         : { host: l.advertise.host, port: l.advertise.port || transport.defaultPort };
@@ -324,14 +373,14 @@ export class WorkerEngine implements ProxyHost {
     const pending = this.#pending;
     this.#pending = undefined;
     if (pending === undefined) return;
-    for (const e of pending.opened) e.listener.close();
+    for (const e of pending.opened) closeEntry(e);
     await pending.plugins.abort();
   }
 
   /** Stops accepting, waits up to `timeoutMs` for queued data to be written, closes all. */
   async stop(timeoutMs: number): Promise<void> {
     await this.abortReload();
-    for (const l of this.#listeners) l.listener.close();
+    for (const l of this.#listeners) closeEntry(l);
     this.#listeners = [];
     clearInterval(this.#sweep);
     clearInterval(this.#heartbeat);
@@ -379,7 +428,11 @@ export class WorkerEngine implements ProxyHost {
   }
 
   viaName(transport: string): string | undefined {
-    return this.#transports.get(transport)?.viaName;
+    return (this.#transports.get(transport) ?? this.#datagrams.get(transport))?.viaName;
+  }
+
+  datagramMtu(transport: string): number | undefined {
+    return this.#datagrams.get(transport)?.mtu;
   }
 
   transportForVia(viaName: string): string | undefined {
@@ -389,6 +442,17 @@ export class WorkerEngine implements ProxyHost {
   checkFlowToken(token: string): FlowCheck {
     const check = this.#flowTokens!.check(token);
     if (!check.ok) return check;
+    if (check.datagram !== undefined) {
+      const { socket, hostname, port } = check.datagram;
+      const entry = this.#datagramListeners[socket];
+      if (entry === undefined) return { ok: false, why: "invalid" };
+      return {
+        ok: true,
+        connectionId: datagramId(socket),
+        transport: entry.name,
+        address: { hostname, port },
+      };
+    }
     const transport = this.#connections!.transportOfSlot(check.slot);
     // A slot never used in this process: not a token of ours, whatever its MAC says.
     if (transport === undefined) return { ok: false, why: "invalid" };
@@ -397,6 +461,9 @@ export class WorkerEngine implements ProxyHost {
 
   sendTo(destination: Destination, bytes: Uint8Array, local = false): void {
     this.#countOut(bytes, local);
+    if (this.#datagrams.has(destination.transport)) {
+      return this.#sendDatagramTo(destination, bytes);
+    }
     this.#connections!.sendTo(destination, bytes, (reason) => this.#failed(bytes, reason));
   }
 
@@ -436,9 +503,119 @@ export class WorkerEngine implements ProxyHost {
    */
   #deliver({ connectionId, bytes, fallback, key }: Handoff): void {
     const fail = (reason: FailureReason) => this.#failed(bytes, reason);
+    const socket = this.#datagramSocket(connectionId);
+    if (socket !== undefined) {
+      // A datagram socket: the message goes to the address the sender named (its Via, a flow).
+      if (fallback === undefined) return fail("flow_failed");
+      return this.#sendDatagram(socket, fallback, bytes);
+    }
     if (this.#connections!.sendOn(connectionId, bytes, fail, key)) return;
-    if (fallback !== undefined) this.#connections!.sendTo(fallback, bytes, fail, key !== undefined);
-    else fail("flow_failed");
+    if (fallback === undefined) return fail("flow_failed");
+    if (this.#datagrams.has(fallback.transport)) return this.#sendDatagramTo(fallback, bytes);
+    this.#connections!.sendTo(fallback, bytes, fail, key !== undefined);
+  }
+
+  // --- datagrams (UDP) ---------------------------------------------------------------------
+
+  /** This worker's socket for datagram listener id `id`, if it is one and this worker binds it. */
+  #datagramSocket(id: number): ListenerEntry | undefined {
+    if (id < DATAGRAM_ID_BASE * MAX_WORKERS) return undefined;
+    const entry = this.#datagramListeners[Math.floor(id / MAX_WORKERS) - DATAGRAM_ID_BASE];
+    return entry?.socket === undefined ? undefined : entry;
+  }
+
+  /**
+   * Sends to a datagram destination from the first datagram listener of the destination's
+   * address family (handed to worker 0, which binds the sockets, from any other worker).
+   */
+  #sendDatagramTo(destination: Destination, bytes: Uint8Array): void {
+    const v6 = destination.host.includes(":");
+    let index = this.#datagramListeners.findIndex((e) =>
+      e.name === destination.transport && e.addr.hostname.includes(":") === v6
+    );
+    if (index < 0) {
+      index = this.#datagramListeners.findIndex((e) => e.name === destination.transport);
+    }
+    if (index < 0) {
+      // Enabled but no listener: nowhere to send from (and no address for the Via).
+      return this.#failed(bytes, "connect_failed");
+    }
+    const id = datagramId(index);
+    if (this.workerId !== DATAGRAM_OWNER) {
+      if (this.#handOff(DATAGRAM_OWNER, { connectionId: id, bytes, fallback: destination })) return;
+      return this.#failed(bytes, "closed");
+    }
+    this.#sendDatagram(this.#datagramListeners[index], destination, bytes);
+  }
+
+  /** Sends one datagram from `entry`'s socket; a send error is a send failure like any other. */
+  #sendDatagram(entry: ListenerEntry, to: Destination, bytes: Uint8Array): void {
+    const port = to.port || entry.transport.defaultPort;
+    const failure = this.#connections!.checkDatagramSend(to.transport, to.host, port);
+    if (failure !== undefined) return this.#failed(bytes, failure);
+    entry.socket!.send(bytes, { hostname: to.host, port }).catch((error: Error) => {
+      this.#connections!.reportDatagramFailure(
+        to.transport,
+        to.host,
+        port,
+        error instanceof Deno.errors.ConnectionRefused ? "connect_refused" : "connect_failed",
+        error.message,
+      );
+      this.#failed(bytes, "connect_failed");
+    });
+  }
+
+  /** One datagram read on `entry`'s socket: a SIP message, a keepalive or a STUN request. */
+  #onDatagram(entry: ListenerEntry, data: Uint8Array, from: SocketAddress): void {
+    const counters = this.counters;
+    counters.inc("udp_datagrams_in");
+    if (isKeepalive(data)) return counters.inc("udp_keepalives"); // RFC 5626: no answer
+    const stun = stunBindingResponse(data, from);
+    if (stun !== undefined) {
+      counters.inc("stun_answered");
+      entry.socket!.send(stun, from).catch(() => {});
+      return;
+    }
+    const message = frameDatagram(data, this.#connections!.policy.limits.max_message_size);
+    if (message.type === "drop") {
+      counters.inc("udp_dropped");
+      log.debug("datagram from {host}:{port} dropped: {why}", {
+        ...fromLog(from),
+        why: message.why,
+      });
+      return;
+    }
+    const source = this.#datagramSource(entry, from);
+    if (message.type === "reject") {
+      // A readable request whose body is shorter than its Content-Length: 400, nothing forwarded.
+      counters.inc("udp_dropped");
+      if (message.head.method !== "ACK") source.reply(buildReply(message.head, 400, message.why));
+      return;
+    }
+    counters.countIn(message.bytes);
+    if (message.head.isRequest) forwardRequest(this, source, message);
+    else forwardResponse(this, message);
+  }
+
+  #datagramSource(entry: ListenerEntry, from: SocketAddress): MessageSource {
+    const index = this.#datagramListeners.indexOf(entry);
+    return {
+      connectionId: datagramId(index),
+      transport: entry.name,
+      hostname: from.hostname,
+      port: from.port,
+      reply: (bytes) => {
+        this.counters.countLocal(bytes);
+        entry.socket!.send(bytes, from).catch(() => {});
+        return true;
+      },
+      // A UDP flow is the client's address and our socket: nothing to keep, any datagram client
+      // can be named by a token (Record-Route for NAT'd phones), unless flows are off.
+      flowToken: (create) =>
+        !create && this.flows.register === "off"
+          ? undefined
+          : this.#flowTokens!.mintDatagram(index, from.hostname, from.port),
+    };
   }
 
   /** Counts a message on its way out, where it was decided (not where a hand-off writes it). */
@@ -523,15 +700,28 @@ export class WorkerEngine implements ProxyHost {
   }
 }
 
+/** The connection id naming datagram listener `index` (its socket is in worker 0). */
+function datagramId(index: number): number {
+  return (DATAGRAM_ID_BASE + index) * MAX_WORKERS + DATAGRAM_OWNER;
+}
+
+function fromLog(from: SocketAddress): { host: string; port: number } {
+  return { host: from.hostname, port: from.port };
+}
+
 /** Transports, routers, policies and failure listeners from the plugins, in config order. */
 function derive(plugins: readonly LoadedPlugin[]): DerivedPlugins {
   const transports = new Map<string, StreamTransport>();
+  const datagrams = new Map<string, DatagramTransport>();
   const routers: Router[] = [];
   const policy: Partial<EffectivePolicy> = { blacklist: undefined };
   const failureListeners: ((event: SendFailureEvent) => void)[] = [];
   for (const p of plugins) {
     const instance = p.instance;
-    if (instance.transport) transports.set(p.name, instance.transport);
+    if (instance.transport !== undefined) {
+      if (isDatagram(instance.transport)) datagrams.set(p.name, instance.transport);
+      else transports.set(p.name, instance.transport);
+    }
     if (instance.router) routers.push(tagPlugin(instance.router, p.name));
     if (instance.policy) Object.assign(policy, instance.policy);
     if (instance.onSendFailure) failureListeners.push(failureListenerOf(p.name, instance));
@@ -539,7 +729,13 @@ function derive(plugins: readonly LoadedPlugin[]): DerivedPlugins {
   if (policy.timeouts === undefined || policy.limits === undefined) {
     throw new Error("the timeouts and limits policy plugins must be enabled");
   }
-  return { transports, routers, policy: policy as EffectivePolicy, failureListeners };
+  return {
+    transports,
+    datagrams,
+    routers,
+    policy: policy as EffectivePolicy,
+    failureListeners,
+  };
 }
 
 function formatHost(host: string): string {

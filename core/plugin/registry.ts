@@ -12,6 +12,7 @@ type ModuleLoader = () => Promise<{ default: PluginDefinition<unknown> }>;
 export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
   tcp: () => import("../../plugins/tcp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   tls: () => import("../../plugins/tls.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  udp: () => import("../../plugins/udp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   static_router: () =>
     import("../../plugins/static_router.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   timeouts: () =>

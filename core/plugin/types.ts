@@ -14,7 +14,7 @@ import type { Logger } from "@logtape/logtape";
 import type { SipHead } from "../sip/head.ts";
 import type { SipUri } from "../sip/uri.ts";
 import type { Destination } from "../transport/destination.ts";
-import type { StreamTransport } from "../transport/types.ts";
+import type { Transport } from "../transport/types.ts";
 import type { PolicySettings } from "../policy/settings.ts";
 import type { FailureReason } from "../policy/failure.ts";
 import type { ListenAddress } from "../config/schema.ts";
@@ -73,8 +73,8 @@ export class PluginConfigError extends Error {
 
 /** What a plugin hands to the worker that loaded it. */
 export interface WorkerPlugin<C = unknown> {
-  /** A stream transport (transport plugins). */
-  transport?: StreamTransport;
+  /** A stream or datagram transport (transport plugins). */
+  transport?: Transport;
   /** A request router (router plugins); routers are asked in config order. */
   router?: Router;
   /** Policy settings the core applies (policy plugins: timeouts, limits, blacklist). */

@@ -43,3 +43,25 @@ Deno.test("FlowTokens: altered, foreign and expired tokens are refused", () => {
   assert.deepEqual(rotated.check(token, 1_001), { ok: false, why: "invalid" });
   assert.notEqual(rotated.mint(512, 0), token, "new tokens use the new key");
 });
+
+Deno.test("FlowTokens: a datagram flow names the client's address and our socket (IPv4, IPv6)", () => {
+  const tokens = new FlowTokens(99, [{ hex: randomKeyHex(), validUntil: 0 }]);
+  const cases: [string, number, string][] = [
+    ["192.0.2.44", 5060, "192.0.2.44"],
+    ["2001:db8::7", 40123, "2001:db8::7"],
+    ["::1", 1, "::1"],
+    ["2001:db8:1:2:3:4:5:6", 65535, "2001:db8:1:2:3:4:5:6"],
+  ];
+  for (const [ip, port, formatted] of cases) {
+    const token = tokens.mintDatagram(2, ip, port);
+    assert.ok(looksLikeFlowToken(token), token);
+    assert.equal(token.length, ip.includes(":") ? 48 : 32);
+    assert.deepEqual(tokens.check(token), {
+      ok: true,
+      datagram: { socket: 2, hostname: formatted, port },
+    });
+    const altered = token.slice(0, 10) + (token[10] === "A" ? "B" : "A") + token.slice(11);
+    assert.deepEqual(tokens.check(altered), { ok: false, why: "invalid" });
+  }
+  assert.throws(() => tokens.mintDatagram(0, "example.com", 5060), /not an IP address/);
+});

@@ -140,7 +140,10 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
         return reject(430, "Flow Failed");
       }
       flowToken = user;
-      if (check.connectionId !== source.connectionId) flow = check;
+      const fromThisFlow = check.connectionId === source.connectionId &&
+        (check.address === undefined ||
+          (check.address.hostname === source.hostname && check.address.port === source.port));
+      if (!fromThisFlow) flow = check;
     }
     removedRoutes.push(routes[0]);
     routes = routes.slice(1);
@@ -182,6 +185,17 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
       return reject(404, "Not Found");
     } else {
       destination = destinationOf(uri);
+    }
+    // RFC 3261 §18.1.1: a request too large for a datagram goes over TCP (congestion control)
+    // when sipedge can; else it goes as it is, counted.
+    const mtu = host.datagramMtu(destination.transport);
+    if (mtu !== undefined && request.bytes.length + ADDED_BYTES_ESTIMATE > mtu) {
+      if (host.viaName("tcp") !== undefined) {
+        host.count("udp_mtu_to_tcp");
+        destination = { ...destination, transport: "tcp" };
+      } else {
+        host.count("udp_over_mtu");
+      }
     }
   }
 
@@ -254,9 +268,17 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
 
   host.count("requests_forwarded");
   // Not sent: the host answers the sender (408 for timeouts, 430 for a flow, else 503).
-  if (flow !== undefined) host.sendOnConnection(flow.connectionId, edit.build());
-  else host.sendTo(destination, edit.build());
+  if (flow === undefined) return host.sendTo(destination, edit.build());
+  const address = flow.address;
+  host.sendOnConnection(
+    flow.connectionId,
+    edit.build(),
+    address && { transport: flow.transport, host: address.hostname, port: address.port },
+  );
 }
+
+/** What sipedge adds to a request at most, about (Via, Max-Forwards, Record-Route, Path). */
+const ADDED_BYTES_ESTIMATE = 300;
 
 /** INVITE, SUBSCRIBE and REFER outside a dialog (no To tag) create one. */
 function isDialogForming(head: SipHead): boolean {

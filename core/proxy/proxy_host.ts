@@ -38,7 +38,9 @@ export type ProxyCounter =
   | "plugin_errors"
   | "flows_registered"
   | "flow_failed"
-  | "flow_token_invalid";
+  | "flow_token_invalid"
+  | "udp_mtu_to_tcp"
+  | "udp_over_mtu";
 
 /** The `[flows]` settings the proxy applies (RFC 5626 edge proxy). */
 export interface FlowSettings {
@@ -50,7 +52,14 @@ export interface FlowSettings {
 
 /** A flow token checked: the connection and transport it names, or why not. */
 export type FlowCheck =
-  | { ok: true; connectionId: number; transport: string }
+  | {
+    ok: true;
+    /** The connection (stream flows) or the datagram socket (UDP flows) to send on. */
+    connectionId: number;
+    transport: string;
+    /** A datagram flow: the client's address (the flow is this address and the socket). */
+    address?: { hostname: string; port: number };
+  }
   | Extract<FlowTokenCheck, { ok: false }>;
 
 /** The worker side of the proxy. */
@@ -70,6 +79,11 @@ export interface ProxyHost {
   viaName(transport: string): string | undefined;
   /** Transport name for a Via transport token (`TCP` → `tcp`), or undefined. */
   transportForVia(viaName: string): string | undefined;
+  /**
+   * The MTU of a datagram transport (`udp`): a larger request to it goes over TCP instead
+   * (RFC 3261 §18.1.1); undefined for stream transports.
+   */
+  datagramMtu(transport: string): number | undefined;
   /** Checks a flow token (the user part of a Route that names us). */
   checkFlowToken(token: string): FlowCheck;
   /**

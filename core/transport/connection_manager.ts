@@ -223,6 +223,42 @@ export class ConnectionManager {
   }
 
   /**
+   * Whether a datagram may be sent to this destination now: undefined, or why not (it is
+   * blacklisted). Datagrams do not queue, so queue limits do not apply; the blacklist does.
+   */
+  checkDatagramSend(transport: string, host: string, port: number): FailureReason | undefined {
+    if (this.blacklist.size === 0) return undefined;
+    const key = destinationKey(transport, host, port);
+    if (this.blacklist.get(key, Date.now()) === undefined) return undefined;
+    this.#options.counters.inc("blacklisted_sends");
+    this.#emit(messageFailure(key, "blacklisted"));
+    return "blacklisted";
+  }
+
+  /**
+   * A datagram could not be sent (the kernel reported an error: unreachable, refused): reported
+   * like any send failure — a log line, counters, the blacklist by policy, `onSendFailure`.
+   */
+  reportDatagramFailure(
+    transport: string,
+    host: string,
+    port: number,
+    reason: FailureReason,
+    detail: string,
+  ): void {
+    const key = destinationKey(transport, host, port);
+    this.#options.counters.inc(COUNTER[reason]);
+    const blacklisted = this.#blacklist(key, reason);
+    log.warn("send failure {reason} to {destination}: {detail}; blacklisted: {blacklisted}", {
+      reason,
+      destination: key,
+      detail,
+      blacklisted,
+    });
+    this.#emit({ ...messageFailure(key, reason), blacklisted });
+  }
+
+  /**
    * Sends on a connection by id; false when this worker has no such open connection (or,
    * with `key`, its destination key is not `key`). Failures go to `onFail`.
    */
@@ -486,14 +522,7 @@ export class ConnectionManager {
   #failMessage(key: string, reason: FailureReason, onFail: FailHandler | undefined): void {
     onFail?.(reason);
     log.debug("send to {destination} failed at once: {reason}", { destination: key, reason });
-    this.#emit({
-      destination: key,
-      reason,
-      connectionId: undefined,
-      bytesLost: 0,
-      messagesLost: 1,
-      blacklisted: false,
-    });
+    this.#emit(messageFailure(key, reason));
   }
 
   #blacklist(key: string, reason: FailureReason): boolean {
@@ -587,6 +616,18 @@ const COUNTER = {
   closed: "connections_closed",
   flow_failed: "flow_failed",
 } as const;
+
+/** One message failed, no connection involved. */
+function messageFailure(key: string, reason: FailureReason): SendFailureEvent {
+  return {
+    destination: key,
+    reason,
+    connectionId: undefined,
+    bytesLost: 0,
+    messagesLost: 1,
+    blacklisted: false,
+  };
+}
 
 function keyOf(c: Connection): string {
   return destinationKey(c.transportName, c.remote.hostname, c.remote.port);

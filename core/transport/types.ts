@@ -74,3 +74,46 @@ export interface StreamTransport {
   /** Opens an outbound stream. */
   connect(options: ConnectOptions): Promise<StreamSocket>;
 }
+
+/** A bound datagram socket (UDP): one datagram is one message (RFC 3261 §18.3). */
+export interface DatagramSocket {
+  /** The bound address (the real port when 0 was asked for). */
+  readonly addr: SocketAddress;
+  /**
+   * Starts receiving. `onDatagram` gets each datagram and its sender; the bytes may be reused
+   * after the call returns.
+   */
+  start(onDatagram: (data: Uint8Array, from: SocketAddress) => void): void;
+  /** Sends one datagram; rejects when the kernel reports an error (unreachable, refused). */
+  send(data: Uint8Array, to: SocketAddress): Promise<void>;
+  /** Stops receiving and closes the socket. */
+  close(): void;
+}
+
+/** A datagram transport, as a transport plugin provides it (`udp`). */
+export interface DatagramTransport {
+  /** Marks a datagram transport (stream transports have no such field). */
+  readonly datagram: true;
+  /** Name used in listen addresses and the `transport` URI parameter: `udp`. */
+  readonly name: string;
+  /** Transport token in Via headers: `UDP`. */
+  readonly viaName: string;
+  readonly secure: false;
+  /** Port used when a URI has none: 5060. */
+  readonly defaultPort: number;
+  /**
+   * A request larger than this many bytes that would go to a datagram destination goes over
+   * TCP instead (RFC 3261 §18.1.1), when TCP is enabled.
+   */
+  readonly mtu: number;
+  /** Binds a socket (one per address in the process: see plugins/udp.ts). */
+  bind(address: SocketAddress): DatagramSocket | Promise<DatagramSocket>;
+}
+
+/** Either kind of transport a transport plugin provides. */
+export type Transport = StreamTransport | DatagramTransport;
+
+/** Whether a transport is a datagram transport. */
+export function isDatagram(transport: Transport): transport is DatagramTransport {
+  return (transport as DatagramTransport).datagram === true;
+}

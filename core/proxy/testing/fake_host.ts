@@ -33,6 +33,8 @@ export interface FakeTransport {
   defaultPort: number;
   /** false: enabled for sending, but sipedge has no listener of it (no address to advertise). */
   listening?: boolean;
+  /** A datagram transport's MTU (udp); undefined for stream transports. */
+  mtu?: number;
 }
 
 /** A message given to `sendTo`. */
@@ -45,6 +47,8 @@ export interface SentMessage {
 
 /** The flow tokens of every fake host and source (instance 7, a fixed key). */
 export const TEST_FLOW_TOKENS = new FlowTokens(7, [{ hex: "5a".repeat(32), validUntil: 0 }]);
+/** The connection id of datagram listener 0 in tests (listener N: this + N). */
+export const DATAGRAM_SOCKET_ID = 9000;
 /** Transport slots of flow tokens in tests. */
 const SLOTS = ["tcp", "tls", "udp", "ws", "wss"];
 
@@ -114,9 +118,22 @@ export class FakeHost implements ProxyHost {
     return this.transports.find((t) => t.via === viaName.toUpperCase())?.name;
   }
 
+  datagramMtu(transport: string): number | undefined {
+    return this.transports.find((t) => t.name === transport)?.mtu;
+  }
+
   checkFlowToken(token: string): FlowCheck {
     const check = TEST_FLOW_TOKENS.check(token);
     if (!check.ok) return check;
+    if (check.datagram !== undefined) {
+      const { socket, hostname, port } = check.datagram;
+      return {
+        ok: true,
+        connectionId: DATAGRAM_SOCKET_ID + socket,
+        transport: "udp",
+        address: { hostname, port },
+      };
+    }
     return { ok: true, connectionId: check.connectionId, transport: SLOTS[check.slot] };
   }
 
@@ -177,6 +194,10 @@ export class FakeSource implements MessageSource {
   }
 
   flowToken(create: boolean): string | undefined {
+    if (this.transport === "udp") {
+      const socket = this.connectionId - DATAGRAM_SOCKET_ID;
+      return TEST_FLOW_TOKENS.mintDatagram(socket, this.hostname, this.port);
+    }
     if (!this.flow && !create) return undefined;
     this.flow = true;
     return TEST_FLOW_TOKENS.mint(this.connectionId, SLOTS.indexOf(this.transport));
