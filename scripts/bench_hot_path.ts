@@ -40,6 +40,7 @@ const host: ProxyHost = {
   routers: [{ route: () => ({ destination }) }],
   flows: { register: "outbound", record_route: true },
   checkFlowToken: () => ({ ok: false, why: "invalid" }),
+  datagramMtu: () => undefined,
   isLocal: (h, p) => h === "127.0.0.1" && (p === 5060 || p === 0),
   advertised: () => ({ host: "127.0.0.1", port: 5060 }),
   viaName: () => "TCP",
