@@ -58,7 +58,15 @@ class UdpSocket implements DatagramSocket {
           continue;
         }
         const from = received[1] as Deno.NetAddr;
-        onDatagram(received[0], { hostname: from.hostname, port: from.port });
+        try {
+          onDatagram(received[0], { hostname: from.hostname, port: from.port });
+        } catch (error) {
+          // One datagram's failure must not stop the socket: reported as uncaught (the worker
+          // logs and counts it), receiving goes on.
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
       }
     })();
   }

@@ -156,6 +156,14 @@ function parseIp(text: string): Uint8Array | undefined {
     return bytes.every((b) => b <= 255) ? new Uint8Array(bytes) : undefined;
   }
   if (!text.includes(":")) return undefined;
+  // An IPv4-mapped or -compatible tail (::ffff:192.0.2.1): its last 32 bits in dotted form.
+  const dotted = /^(.*:)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/.exec(text);
+  if (dotted !== null) {
+    const v4 = parseIp(dotted[2]);
+    if (v4 === undefined) return undefined;
+    const hex = (i: number) => ((v4[i] << 8) | v4[i + 1]).toString(16);
+    return parseIp(`${dotted[1]}${hex(0)}:${hex(2)}`);
+  }
   const [head, tail, extra] = text.toLowerCase().split("::");
   if (extra !== undefined) return undefined;
   const groups = (part: string | undefined) => part ? part.split(":") : [];

@@ -51,6 +51,7 @@ Deno.test("FlowTokens: a datagram flow names the client's address and our socket
     ["2001:db8::7", 40123, "2001:db8::7"],
     ["::1", 1, "::1"],
     ["2001:db8:1:2:3:4:5:6", 65535, "2001:db8:1:2:3:4:5:6"],
+    ["::ffff:192.0.2.1", 5060, "::ffff:c000:201"],
   ];
   for (const [ip, port, formatted] of cases) {
     const token = tokens.mintDatagram(2, ip, port);
