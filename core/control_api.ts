@@ -12,6 +12,10 @@
  * | POST /blacklist              | add `{"destination": "tcp:10.0.0.5:5060", "expire": "60s"}` (reason admin) |
  * | DELETE /blacklist/DEST       | remove one entry (`DEST` = `tcp:10.0.0.5:5060`, URL-encoded) |
  * | DELETE /blacklist            | remove every entry                                     |
+ * | GET /bans                    | banned sources: address/prefix, remaining time, rate seen, reason (flood, admin) |
+ * | POST /bans                   | ban `{"address": "192.0.2.9", "expire": "10m"}` (reason admin) |
+ * | DELETE /bans/ADDR            | lift one ban (an address, or the prefix as listed, URL-encoded) |
+ * | DELETE /bans                 | lift every ban                                         |
  * | POST /reload                 | reload config.toml: 200 with what changed, 422 with every error (nothing changed) |
  * | GET /plugins                 | enabled plugins: name, kind, module                    |
  * | GET /plugins/NAME            | what the plugin shows of itself (its `inspect`, else its config) |
@@ -23,7 +27,8 @@
  */
 import process from "node:process";
 import { getLogger } from "@logtape/logtape";
-import { durationSchema } from "./config/schema.ts";
+import { durationSchema, positiveDurationSchema } from "./config/schema.ts";
+import { contains, parseCidr, parseIp } from "./policy/ip_prefix.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics, sumTables } from "./metrics.ts";
 import { inspectPlugin as pluginView } from "./plugin/registry.ts";
 import { FAILURE_REASONS, METHOD_LABELS, STATUS_CLASSES } from "./stats.ts";
@@ -106,6 +111,7 @@ async function route(
       connections: stats.connections,
       queued_bytes: supervisor.sharedCounters.queuedBytes,
       blacklist_entries: supervisor.blacklist().length,
+      bans: supervisor.bans().length,
       reloads: {
         succeeded: reloads.succeeded,
         failed: reloads.failed,
@@ -128,6 +134,7 @@ async function route(
         connections: stats.connections,
         queued_bytes: supervisor.sharedCounters.queuedBytes,
         blacklist_entries: supervisor.blacklist().length,
+        bans: supervisor.bans().length,
       },
       requests_in: named(METHOD_LABELS, t.requestsIn),
       requests_forwarded: named(METHOD_LABELS, t.requestsOut),
@@ -151,6 +158,7 @@ async function route(
       ),
       queuedBytes: supervisor.sharedCounters.queuedBytes,
       blacklistEntries: supervisor.blacklist().length,
+      bans: { active: supervisor.bans().length, started: supervisor.banCounts },
       reloads: supervisor.reloadStats,
       pool: supervisor.workerStatus(),
       process: {
@@ -212,7 +220,81 @@ async function route(
     const existed = supervisor.blacklistDelete(key);
     return json({ deleted: existed, key }, existed ? 200 : 404);
   }
+  if (path === "/bans") {
+    if (method === "GET") {
+      const now = Date.now();
+      return json({
+        bans: supervisor.bans().map((b) => ({ ...b, remainingMs: b.expiresAt - now })),
+        tracked_sources: supervisor.sourceTable.count(),
+        capacity: supervisor.sourceTable.capacity,
+      });
+    }
+    if (method === "DELETE") {
+      supervisor.banClear();
+      return json({ cleared: true });
+    }
+    if (method === "POST") return addBan(supervisor, request);
+  }
+  if (method === "DELETE" && path.startsWith("/bans/")) {
+    let raw: string;
+    try {
+      raw = decodeURIComponent(path.slice("/bans/".length));
+    } catch {
+      return json({ error: "malformed percent-encoding in the path" }, 400);
+    }
+    // The key as listed (`2001:db8::/64`), or any address in it.
+    const key = supervisor.bans().some((b) => b.key === raw) ? raw : supervisor.banKeyOf(raw);
+    if (key === undefined) return json({ error: "expected an IPv4 or IPv6 address" }, 400);
+    const existed = supervisor.banDelete(key);
+    return json({ deleted: existed, key }, existed ? 200 : 404);
+  }
   return json({ error: `no route for ${method} ${path}` }, 404);
+}
+
+async function addBan(supervisor: Supervisor, request: Request): Promise<Response> {
+  let body: { address?: unknown; expire?: unknown };
+  try {
+    body = await request.json();
+  } catch {
+    return json({ error: "body must be JSON" }, 400);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return json({ error: "body must be a JSON object" }, 400);
+  }
+  const address = typeof body.address === "string"
+    ? body.address.trim().replace(/^\[(.*)\]$/, "$1")
+    : "";
+  const key = supervisor.banKeyOf(address);
+  if (key === undefined) {
+    return json({ error: "address: expected an IPv4 or IPv6 address like 192.0.2.9" }, 400);
+  }
+  const trusted = supervisor.floodSettings?.trusted.find((t) => inTrusted(t, address));
+  if (trusted !== undefined) {
+    return json({
+      error: `address: ${address} is trusted (plugins.flood_guard.trusted: ${trusted})`,
+    }, 400);
+  }
+  const expire = positiveDurationSchema.safeParse(
+    body.expire ?? `${supervisor.floodSettings?.ban ?? 60_000}ms`,
+  );
+  if (!expire.success) return json({ error: "expire: a duration like 30s or 10m" }, 400);
+  const now = Date.now();
+  const entry = {
+    key,
+    address,
+    reason: "admin" as const,
+    rate: 0,
+    addedAt: now,
+    expiresAt: now + expire.data,
+  };
+  supervisor.banAdd(entry);
+  return json({ added: entry }, 201);
+}
+
+function inTrusted(range: string, address: string): boolean {
+  const r = parseCidr(range);
+  const ip = parseIp(address);
+  return typeof r !== "string" && ip !== undefined && contains(r, ip);
 }
 
 /**

@@ -41,6 +41,11 @@ Commands:
                                   (30s, 5m, 1h; default: the blacklist plugin's expire)
   blacklist delete DEST           unblock DEST
   blacklist clear                 unblock everything
+  bans                            banned sources (flood_guard and operators)
+  ban add ADDR [TIME]             ban source ADDR (192.0.2.9, 2001:db8::1: its /64) for TIME
+                                  (30s, 10m, 1h; default: the flood_guard plugin's ban)
+  ban delete ADDR                 lift the ban of ADDR (an address, or the prefix as listed)
+  ban clear                       lift every ban
   tls domains                     TLS server and client domains (certificates, expiry)
   plugins [NAME]                  enabled plugins, or what one plugin shows of itself
   reload                          reload the config file (all or nothing; errors listed)
@@ -318,6 +323,8 @@ const COMMANDS: Record<string, Command> = {
   stats: simple("/counters", renderStats),
   counters: simple("/counters", renderStats),
   blacklist: blacklistCommand,
+  bans: simple("/bans", renderBans),
+  ban: banCommand,
   tls: async (client, args) => {
     if (args[0] !== "domains" || args.length > 1) throw new UsageError("usage: tls domains");
     return await show(client, await client.request("GET", "/tls/domains"), renderGeneric);
@@ -407,6 +414,43 @@ async function blacklistCommand(client: Client, args: string[]): Promise<number>
   throw new UsageError("usage: blacklist [list | add DEST [EXPIRE] | delete DEST | clear]");
 }
 
+async function banCommand(client: Client, args: string[]): Promise<number> {
+  const [sub = "list", ...rest] = args;
+  switch (sub) {
+    case "list":
+    case "show":
+      if (rest.length > 0) break;
+      return await show(client, await client.request("GET", "/bans"), renderBans);
+    case "add": {
+      if (rest.length < 1 || rest.length > 2) break;
+      const body: { address: string; expire?: string } = { address: rest[0] };
+      if (rest[1] !== undefined) body.expire = rest[1];
+      const answer = await client.request("POST", "/bans", body);
+      return await show(client, answer, (b) => {
+        const entry = (b as { added: BanRow }).added;
+        return `banned ${entry.key} until ${clock(entry.expiresAt)} (${
+          duration(entry.expiresAt - entry.addedAt)
+        })\n`;
+      });
+    }
+    case "delete":
+    case "del":
+    case "rm": {
+      if (rest.length !== 1) break;
+      const answer = await client.request("DELETE", `/bans/${encodeURIComponent(rest[0])}`);
+      if (answer.status === 404 && !client.json && (answer.body as { key?: string }).key) {
+        client.io.err(`${(answer.body as { key: string }).key} is not banned\n`);
+        return 1;
+      }
+      return await show(client, answer, (b) => `lifted the ban of ${(b as { key: string }).key}\n`);
+    }
+    case "clear":
+      if (rest.length > 0) break;
+      return await show(client, await client.request("DELETE", "/bans"), () => "bans cleared\n");
+  }
+  throw new UsageError("usage: ban [list | add ADDR [TIME] | delete ADDR | clear]");
+}
+
 /** A GET whose JSON is rendered by `render`. */
 function simple(path: string, render: (body: unknown) => string): Command {
   return async (client, args) => {
@@ -445,6 +489,15 @@ function exitFor(status: number): number {
 interface BlacklistEntry {
   key: string;
   reason: string;
+  addedAt: number;
+  expiresAt: number;
+}
+
+interface BanRow {
+  key: string;
+  address: string;
+  reason: string;
+  rate: number;
   addedAt: number;
   expiresAt: number;
 }
@@ -551,6 +604,7 @@ function renderStatus(body: unknown): string {
     connections: number;
     queued_bytes: number;
     blacklist_entries: number;
+    bans?: number;
     reloads?: { succeeded: number; failed: number; last_at: string | null; last_errors: string[] };
   };
   const listeners = s.listeners.map((l) =>
@@ -568,6 +622,7 @@ function renderStatus(body: unknown): string {
     ["queued bytes", String(s.queued_bytes)],
     ["blacklisted", String(s.blacklist_entries)],
   );
+  if (s.bans !== undefined) rows.push(["banned sources", String(s.bans)]);
   if (s.reloads !== undefined) {
     const r = s.reloads;
     let text = `${r.succeeded} applied, ${r.failed} refused`;
@@ -695,6 +750,24 @@ function renderBlacklist(body: unknown): string {
       `${duration(now - e.addedAt)} ago`,
     ]),
   ) + `${entries.length} entr${entries.length === 1 ? "y" : "ies"}\n`;
+}
+
+function renderBans(body: unknown): string {
+  const { bans, tracked_sources: tracked } = body as { bans: BanRow[]; tracked_sources?: number };
+  const footer = tracked === undefined ? "" : `; ${tracked} sources tracked`;
+  if (bans.length === 0) return `no source is banned${footer}\n`;
+  const now = Date.now();
+  return table(
+    ["SOURCE", "REASON", "RATE SEEN", "EXPIRES IN", "UNTIL", "ADDED"],
+    [...bans].sort((a, b) => a.expiresAt - b.expiresAt).map((b) => [
+      b.key,
+      b.reason,
+      b.reason === "flood" ? `${b.rate}/s` : "-",
+      duration(b.expiresAt - now),
+      clock(b.expiresAt),
+      `${duration(now - b.addedAt)} ago`,
+    ]),
+  ) + `${bans.length} ban${bans.length === 1 ? "" : "s"}${footer}\n`;
 }
 
 function renderPlugins(body: unknown): string {

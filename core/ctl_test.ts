@@ -169,6 +169,10 @@ Deno.test("ctl: usage errors are 2, help is 0", async () => {
       ["blacklist", "add"],
       ["blacklist", "delete"],
       ["blacklist", "wipe"],
+      ["ban", "add"],
+      ["ban", "delete"],
+      ["ban", "add", "192.0.2.9", "1m", "extra"],
+      ["bans", "extra"],
       ["tls"],
       ["--timeout", "0", "status"],
       ["--url"],
@@ -365,6 +369,85 @@ Deno.test("ctl blacklist add: a destination the server refuses is a usage error 
   );
   assert.equal(await runCtl(["blacklist", "add", "10.0.0.5"], f.io), 2);
   assert.equal(f.err(), "sipedge ctl: destination: expected TRANSPORT:HOST:PORT or a sip: URI\n");
+});
+
+Deno.test("ctl bans: list, add, delete, clear", async () => {
+  const now = Date.now();
+  const calls: string[] = [];
+  const f = fake((method, path, body) => {
+    calls.push(`${method} ${decodeURIComponent(path)} ${JSON.stringify(body ?? null)}`);
+    if (method === "GET") {
+      return json({
+        bans: [
+          {
+            key: "2001:db8:1:2::/64",
+            address: "2001:db8:1:2::9",
+            reason: "flood",
+            rate: 812,
+            addedAt: now - 5000,
+            expiresAt: now + 55_500,
+          },
+        ],
+        tracked_sources: 17,
+      });
+    }
+    if (method === "POST") {
+      return json({
+        added: {
+          key: "192.0.2.9",
+          address: "192.0.2.9",
+          reason: "admin",
+          rate: 0,
+          addedAt: now,
+          expiresAt: now + 600_000,
+        },
+      }, 201);
+    }
+    if (path === "/bans") return json({ cleared: true });
+    return path.endsWith(".10")
+      ? json({ deleted: false, key: "192.0.2.10" }, 404)
+      : json({ deleted: true, key: "2001:db8:1:2::/64" });
+  });
+  assert.equal(await runCtl(["bans"], f.io), 0);
+  assert.equal(await runCtl(["ban", "add", "192.0.2.9", "10m"], f.io), 0);
+  assert.equal(await runCtl(["ban", "add", "192.0.2.9"], f.io), 0);
+  assert.equal(await runCtl(["ban", "delete", "2001:db8:1:2::/64"], f.io), 0);
+  assert.equal(await runCtl(["ban", "delete", "192.0.2.10"], f.io), 1);
+  assert.equal(await runCtl(["ban", "clear"], f.io), 0);
+  assert.equal(await runCtl(["ban", "list"], f.io), 0);
+  assert.deepEqual(calls, [
+    "GET /bans null",
+    'POST /bans {"address":"192.0.2.9","expire":"10m"}',
+    'POST /bans {"address":"192.0.2.9"}',
+    "DELETE /bans/2001:db8:1:2::/64 null",
+    "DELETE /bans/192.0.2.10 null",
+    "DELETE /bans null",
+    "GET /bans null",
+  ]);
+  // The prefix is sent URL-encoded (it has a slash).
+  assert.ok(f.seen[3].url.endsWith("/bans/2001%3Adb8%3A1%3A2%3A%3A%2F64"));
+  const lines = f.out().split("\n");
+  assert.match(lines[0], /^SOURCE +REASON +RATE SEEN +EXPIRES IN +UNTIL +ADDED$/);
+  assert.match(
+    lines[1],
+    /^2001:db8:1:2::\/64 +flood +812\/s +5[45]s +[0-9:-]+( [0-9:]+)? +5\.[0-9]s ago$/,
+  );
+  assert.equal(lines[2], "1 ban; 17 sources tracked");
+  assert.match(lines[3], /^banned 192\.0\.2\.9 until .* \(10m00s\)$/);
+  assert.match(lines[5], /^lifted the ban of 2001:db8:1:2::\/64$/);
+  assert.equal(lines[6], "bans cleared");
+  assert.equal(f.err(), "192.0.2.10 is not banned\n");
+});
+
+Deno.test("ctl ban add: an address the server refuses is a usage error (400 → 2)", async () => {
+  const f = fake(() =>
+    json({ error: "address: expected an IPv4 or IPv6 address like 192.0.2.9" }, 400)
+  );
+  assert.equal(await runCtl(["ban", "add", "example.com"], f.io), 2);
+  assert.equal(
+    f.err(),
+    "sipedge ctl: address: expected an IPv4 or IPv6 address like 192.0.2.9\n",
+  );
 });
 
 Deno.test("ctl reload: applied (0) with the changes, refused (1) with every error", async () => {

@@ -11,7 +11,8 @@
  * | -------------------------------------------------------- | ------- | --------------------------- |
  * | `sipedge_info`                                           | gauge   | version                     |
  * | `sipedge_connections`                                    | gauge   | transport, direction, state |
- * | `sipedge_queued_bytes`, `sipedge_blacklist_entries`      | gauge   |                             |
+ * | `sipedge_queued_bytes`, `sipedge_blacklist_entries`, `sipedge_bans` | gauge |                  |
+ * | `sipedge_bans_total`                                     | counter | reason (flood, admin)       |
  * | `sipedge_requests_in_total`, `…_requests_forwarded_total`| counter | method                      |
  * | `sipedge_responses_in_total`, `…_responses_forwarded_total`, `…_local_replies_total` | counter | class |
  * | `sipedge_send_failures_total`                            | counter | reason                      |
@@ -114,6 +115,8 @@ export interface MetricsSnapshot {
   transports: string[];
   queuedBytes: number;
   blacklistEntries: number;
+  /** Source bans: in force now, and started since the process started by reason. */
+  bans?: { active: number; started: Record<string, number> };
   reloads: { succeeded: number; failed: number; lastAt: number; lastErrors: readonly string[] };
   /** Process figures, when available. */
   process?: { cpuSeconds: number; residentBytes: number; heapUsedBytes: number };
@@ -200,6 +203,16 @@ export function collectMetrics(s: MetricsSnapshot): MetricFamily[] {
     },
     gauge("queued_bytes", "bytes waiting in write queues, all connections", s.queuedBytes),
     gauge("blacklist_entries", "destinations blacklisted now", s.blacklistEntries),
+    gauge("bans", "sources banned now (flood_guard and operators)", s.bans?.active ?? 0),
+    {
+      name: "sipedge_bans_total",
+      type: "counter",
+      help: "source bans started, by reason (flood: over its rate; admin: the control API)",
+      samples: ["flood", "admin"].map((reason) => ({
+        labels: { reason },
+        value: s.bans?.started[reason] ?? 0,
+      })),
+    },
     table(
       "requests_in_total",
       "requests read, by method",

@@ -51,6 +51,10 @@ export const COUNTER_HELP = {
   stun_answered: "STUN binding requests answered on a SIP UDP port (RFC 5626 §4.4.1)",
   udp_mtu_to_tcp: "requests over the UDP MTU sent over TCP instead (RFC 3261 §18.1.1)",
   udp_over_mtu: "requests over the UDP MTU sent over UDP (TCP not enabled)",
+  flood_dropped:
+    "requests (and UDP datagrams) from banned sources dropped unanswered (flood_guard, bans)",
+  flood_refused: "inbound connections from banned sources closed at accept",
+  flood_closed: "open connections closed because their source was banned",
 } as const;
 
 /** Counter names. */

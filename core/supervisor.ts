@@ -22,6 +22,11 @@ import type { LogLevel } from "@logtape/logtape";
 import { type BlacklistEntry, BlacklistTable } from "./policy/blacklist_table.ts";
 import type { BlacklistSettings } from "./policy/settings.ts";
 import { createSharedBuffer, SharedCounters } from "./policy/shared_counters.ts";
+import { type BanChange, type BanEntry, type BanReason, BanTable } from "./policy/ban_table.ts";
+import { banKeyOf, DEFAULT_IPV6_PREFIX, DEFAULT_MAX_BANS } from "./policy/flood_guard.ts";
+import type { FloodGuardSettings } from "./policy/settings.ts";
+import { parseIp } from "./policy/ip_prefix.ts";
+import { createSourceTableBuffer, SourceTable } from "./policy/source_table.ts";
 import {
   type BlacklistChange,
   type ConnectionInfo,
@@ -78,6 +83,11 @@ export class Supervisor {
   readonly sharedCounters: SharedCounters;
   /** The connection directory, sized at start for max_connections over every transport. */
   readonly directory: SharedArrayBuffer;
+  /** The flood guard's source table, sized at start for `max_sources`. */
+  readonly sources: SharedArrayBuffer;
+  readonly sourceTable: SourceTable;
+  /** Bans started since the process started, by reason (for /metrics). */
+  readonly banCounts: Record<BanReason, number> = { flood: 0, admin: 0 };
   /** This process among sipedge instances (in flow tokens). */
   readonly #instance = crypto.getRandomValues(new Uint32Array(1))[0];
   /** The flow token key used while `flows.key` is empty (for the life of the process). */
@@ -95,6 +105,10 @@ export class Supervisor {
   #pool: WorkerPool;
   #listeners: ListenerInfo[] = [];
   #blacklist: BlacklistTable;
+  /** The authoritative ban table (sources); workers hold copies. */
+  #bans: BanTable;
+  /** Ends bans when they expire, while there are any. */
+  #banTimer: ReturnType<typeof setInterval> | undefined;
   /** Reload totals. */
   readonly reloadStats: ReloadStats = { succeeded: 0, failed: 0, lastAt: 0, lastErrors: [] };
 
@@ -114,6 +128,10 @@ export class Supervisor {
     this.#blacklist = new BlacklistTable(
       this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES,
     );
+    // Sized once: a larger max_sources applies at the next start.
+    this.sources = createSourceTableBuffer(this.floodSettings?.max_sources ?? DEFAULT_MAX_BANS);
+    this.sourceTable = new SourceTable(this.sources);
+    this.#bans = new BanTable(this.floodSettings?.max_sources ?? DEFAULT_MAX_BANS);
     this.#pool = new WorkerPool({
       count: this.#workerCount,
       shared: this.shared,
@@ -124,6 +142,10 @@ export class Supervisor {
       config: () => this.#config,
       blacklist: () => this.#blacklist.list(Date.now()),
       onBlacklisted: (entry, from) => this.blacklistAdd(entry, from),
+      sources: this.sources,
+      sourcesView: this.sourceTable,
+      bans: () => this.#bans.list(Date.now()),
+      onFlooded: (entry, from) => this.#flooded(entry, from),
       serialize: (task) => this.#serialize(task),
       onStuckExit: () => this.#options.onStuckWorker?.(),
     });
@@ -155,6 +177,13 @@ export class Supervisor {
   get blacklistSettings(): BlacklistSettings | undefined {
     return this.#config.plugins.find((p) => p.name === "blacklist")?.config as
       | BlacklistSettings
+      | undefined;
+  }
+
+  /** The flood_guard plugin's settings, or undefined when it is not enabled. */
+  get floodSettings(): FloodGuardSettings | undefined {
+    return this.#config.plugins.find((p) => p.name === "flood_guard")?.config as
+      | FloodGuardSettings
       | undefined;
   }
 
@@ -268,6 +297,7 @@ export class Supervisor {
     this.#config = next;
     this.#listeners = bound;
     this.#blacklist.maxEntries = this.blacklistSettings?.max_entries ?? DEFAULT_BLACKLIST_ENTRIES;
+    this.#floodReloaded();
     if (levelChanged) await setupLogging(next.sipedge.log_level, next.sipedge.log_format);
     // 4. report
     this.reloadStats.succeeded++;
@@ -326,6 +356,8 @@ export class Supervisor {
 
   /** Stops every worker: listeners close, queued data gets up to `timeoutMs` to go out. */
   async stop(timeoutMs: number): Promise<void> {
+    clearInterval(this.#banTimer);
+    this.#banTimer = undefined;
     await this.#pool.stop(timeoutMs);
   }
 
@@ -404,4 +436,122 @@ export class Supervisor {
   #broadcast(change: BlacklistChange, except?: Worker): void {
     this.#pool.broadcast({ type: "blacklist", change }, except);
   }
+
+  // --- bans (flood_guard) ------------------------------------------------------------------
+
+  /** Live bans, soonest expiry first. */
+  bans(): BanEntry[] {
+    return this.#bans.list(Date.now());
+  }
+
+  /** The ban key of an address (its group under the settings in force), or undefined. */
+  banKeyOf(address: string): string | undefined {
+    return banKeyOf(address, this.floodSettings?.ipv6_prefix ?? DEFAULT_IPV6_PREFIX);
+  }
+
+  /** Adds a ban (control API: reason `admin`), logs it and copies it to every worker. */
+  banAdd(entry: BanEntry): void {
+    this.#banStarted(entry);
+    this.#banBroadcast({ op: "add", entry });
+  }
+
+  /** Lifts one ban everywhere; false when there was none. */
+  banDelete(key: string): boolean {
+    const entry = this.#bans.get(key, Date.now());
+    this.#bans.delete(key);
+    if (entry !== undefined) this.#banEnded(entry, "lifted by an operator");
+    this.#banBroadcast({ op: "delete", key });
+    return entry !== undefined;
+  }
+
+  /** Lifts every ban everywhere. */
+  banClear(): void {
+    for (const entry of this.#bans.list(Date.now())) this.#banEnded(entry, "lifted by an operator");
+    this.#bans.clear();
+    this.#banBroadcast({ op: "clear" });
+  }
+
+  /** A worker banned a source: the first report of a ban starts it (one log line). */
+  #flooded(entry: BanEntry, from: Worker): void {
+    if (this.#bans.get(entry.key, Date.now()) !== undefined) return;
+    this.#banStarted(entry);
+    this.#banBroadcast({ op: "add", entry }, from);
+  }
+
+  #banStarted(entry: BanEntry): void {
+    this.#bans.add(entry);
+    this.banCounts[entry.reason]++;
+    const duration = formatMs(entry.expiresAt - entry.addedAt);
+    if (entry.reason === "flood") {
+      const s = this.floodSettings;
+      log.warn(
+        "flood: source {source} banned for {duration}: {seen} requests/s seen (rate {rate}/s, burst {burst})",
+        { source: entry.key, duration, seen: entry.rate, rate: s?.rate, burst: s?.burst },
+      );
+    } else {
+      log.info("ban of {source} added by an operator for {duration}", {
+        source: entry.key,
+        duration,
+      });
+    }
+    this.#banTimer ??= setInterval(() => this.#expireBans(), 250);
+  }
+
+  #banEnded(entry: BanEntry, how: string): void {
+    const key = this.sourceKeyOf(entry.key);
+    if (key !== undefined) this.sourceTable.unban(key);
+    log.info("ban of {source} ({reason}) {how}", { source: entry.key, reason: entry.reason, how });
+  }
+
+  /** The shared table's key of a ban key (`192.0.2.9`, `2001:db8::/64`). */
+  sourceKeyOf(banKey: string) {
+    const slash = banKey.indexOf("/");
+    const ip = parseIp(slash < 0 ? banKey : banKey.slice(0, slash));
+    if (ip === undefined) return undefined;
+    return this.sourceTable.key(slash < 0 ? ip : { ...ip, bits: Number(banKey.slice(slash + 1)) });
+  }
+
+  #expireBans(): void {
+    for (const entry of this.#bans.purge(Date.now())) {
+      this.#banEnded(entry, "ended");
+      this.#banBroadcast({ op: "delete", key: entry.key });
+    }
+    if (this.#bans.size === 0) {
+      clearInterval(this.#banTimer);
+      this.#banTimer = undefined;
+    }
+  }
+
+  /** After a reload: the ban table's cap, and IPv6 bans re-keyed when `ipv6_prefix` changed. */
+  #floodReloaded(): void {
+    const s = this.floodSettings;
+    this.#bans.maxEntries = s?.max_sources ?? DEFAULT_MAX_BANS;
+    if (s !== undefined && s.max_sources > this.sourceTable.capacity) {
+      log.warn(
+        "plugins.flood_guard.max_sources = {wanted} applies at the next start (the source table holds {capacity})",
+        { wanted: s.max_sources, capacity: this.sourceTable.capacity },
+      );
+    }
+    for (const entry of this.#bans.list(Date.now())) {
+      const key = this.banKeyOf(entry.address);
+      if (key === undefined || key === entry.key) continue;
+      this.#bans.delete(entry.key);
+      this.#banBroadcast({ op: "delete", key: entry.key });
+      const moved = { ...entry, key };
+      this.#bans.add(moved);
+      this.#banBroadcast({ op: "add", entry: moved });
+    }
+  }
+
+  #banBroadcast(change: BanChange, except?: Worker): void {
+    this.#pool.broadcast({ type: "bans", change }, except);
+  }
+}
+
+/** `90s` → `1m30s`-like text for log lines (whole seconds, or ms under a second). */
+function formatMs(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m${s % 60}s`;
 }

@@ -10,6 +10,7 @@ import { setupLogging } from "./logging.ts";
 import { getLogger } from "@logtape/logtape";
 import { type CounterTables, emptyTables } from "./stats.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
+import type { BanChange, BanEntry } from "./policy/ban_table.ts";
 import type { BlacklistChange, ConnectionInfo } from "./transport/connection_manager.ts";
 import { type BoundListener, WorkerEngine } from "./worker_engine.ts";
 
@@ -28,6 +29,10 @@ export type ToWorker =
     /** The hand-off progress table (core/transport/handoff.ts). */
     handoffProgress: SharedArrayBuffer;
     blacklist: BlacklistEntry[];
+    /** The flood guard's source table (core/policy/source_table.ts). */
+    sources: SharedArrayBuffer;
+    /** Bans in force (core/policy/ban_table.ts). */
+    bans: BanEntry[];
   }
   | { type: "prepare"; id: number; config: ResolvedConfig }
   | { type: "commit"; id: number }
@@ -36,6 +41,7 @@ export type ToWorker =
   | { type: "stats"; id: number }
   | { type: "connections"; id: number }
   | { type: "blacklist"; change: BlacklistChange }
+  | { type: "bans"; change: BanChange }
   /** Worker `worker` went away: stop handing it messages, fail what it did not handle. */
   | { type: "peer_down"; worker: number }
   /** Worker `worker` (replaced) is up: hand-offs to it go over `port`. */
@@ -69,6 +75,8 @@ export type FromWorker =
   }
   | { type: "connections"; id: number; connections: ConnectionInfo[] }
   | { type: "blacklisted"; entry: BlacklistEntry }
+  /** This worker banned a source (the supervisor logs it and tells the others). */
+  | { type: "flooded"; entry: BanEntry }
   /** The worker is closing itself (a plugin called `close()`): the supervisor replaces it. */
   | { type: "exiting"; reason: string };
 
@@ -131,6 +139,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           handoffProgress: message.handoffProgress,
           blacklist: message.blacklist,
           onBlacklisted: (entry) => post({ type: "blacklisted", entry }),
+          sources: message.sources,
+          bans: message.bans,
+          onFlooded: (entry) => post({ type: "flooded", entry }),
         });
         post({
           type: "started",
@@ -194,6 +205,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       return;
     case "blacklist":
       engine?.applyBlacklist(message.change);
+      return;
+    case "bans":
+      engine?.applyBans(message.change);
       return;
     case "peer_down":
       engine?.peerDown(message.worker);

@@ -17,6 +17,9 @@ import {
 import { failureListenerOf, tagPlugin } from "./plugin/owners.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import { SharedCounters } from "./policy/shared_counters.ts";
+import type { BanChange, BanEntry } from "./policy/ban_table.ts";
+import { ALLOWED, FloodGuard } from "./policy/flood_guard.ts";
+import { createSourceTableBuffer, MIN_SOURCES, SourceTable } from "./policy/source_table.ts";
 import { forwardRequest } from "./proxy/forward_request.ts";
 import { forwardResponse } from "./proxy/forward_response.ts";
 import { answerSendFailure } from "./proxy/send_failure.ts";
@@ -79,6 +82,12 @@ export interface WorkerEngineOptions {
   handoffPorts?: Record<number, MessagePort>;
   /** The hand-off progress table (core/transport/handoff.ts), with `handoffPorts`. */
   handoffProgress?: SharedArrayBuffer;
+  /** The flood guard's source table shared by all workers (default: this worker's own). */
+  sources?: SharedArrayBuffer;
+  /** Bans already in force (from the supervisor). */
+  bans?: BanEntry[];
+  /** Called when this worker bans a source (to tell the supervisor, which tells the others). */
+  onFlooded?: (entry: BanEntry) => void;
 }
 
 /** How often the event loop marks progress (the supervisor's hang detection watches it). */
@@ -163,6 +172,7 @@ export class WorkerEngine implements ProxyHost {
   #shared: SharedCounters | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #flowTokens: FlowTokens | undefined;
+  #flood: FloodGuard;
   /** The instance and key used when the config carries no flow secrets (tests, one worker). */
   #ownSecrets = {
     instance: crypto.getRandomValues(new Uint32Array(1))[0],
@@ -173,6 +183,16 @@ export class WorkerEngine implements ProxyHost {
     this.#options = options;
     this.#config = options.config;
     this.workerId = options.workerId;
+    this.#flood = new FloodGuard({
+      table: new SourceTable(
+        options.sources ?? createSourceTableBuffer(MIN_SOURCES),
+        this.workerId,
+      ),
+      onBan: (entry) => {
+        this.#closeBanned(entry);
+        options.onFlooded?.(entry);
+      },
+    });
   }
 
   /** The connection manager (after start). */
@@ -197,6 +217,7 @@ export class WorkerEngine implements ProxyHost {
     for (const entry of this.#options.blacklist ?? []) {
       this.#connections!.applyBlacklist({ op: "add", entry });
     }
+    for (const entry of this.#options.bans ?? []) this.#flood.apply({ op: "add", entry });
     return bound;
   }
 
@@ -296,6 +317,7 @@ export class WorkerEngine implements ProxyHost {
     this.#failureListeners.splice(0, Infinity, ...derived.failureListeners);
     const secrets = config.flowSecrets ?? this.#ownSecrets;
     this.#flowTokens = new FlowTokens(secrets.instance, secrets.keys);
+    this.#flood.setSettings(derived.policy.flood_guard);
     if (this.#connections === undefined) {
       const { handoffPorts, handoffProgress } = this.#options;
       if (handoffPorts !== undefined && handoffProgress !== undefined) {
@@ -326,6 +348,7 @@ export class WorkerEngine implements ProxyHost {
           ? undefined
           : new ConnectionDirectory(this.#options.directory),
         handOff: (worker, handoff) => this.#handOff(worker, handoff),
+        admit: (ip) => !this.#flood.isBanned(ip, Date.now(), true),
       });
     } else {
       this.#connections.transportsChanged();
@@ -339,7 +362,15 @@ export class WorkerEngine implements ProxyHost {
     this.#datagramListeners = pending.listeners.filter((e) => isDatagram(e.transport));
     for (const entry of pending.opened) {
       const name = entry.name;
-      entry.stream?.start((socket) => this.#connections!.accept(name, socket));
+      entry.stream?.start(
+        (socket) => this.#connections!.accept(name, socket),
+        (ip) => {
+          // Asked by transports that work before handing a socket over (TLS: the handshake).
+          if (!this.#flood.isBanned(ip, Date.now(), true)) return true;
+          this.counters.inc("flood_refused");
+          return false;
+        },
+      );
       entry.socket?.start((data, from) => this.#onDatagram(entry, data, from));
     }
 
@@ -412,6 +443,21 @@ export class WorkerEngine implements ProxyHost {
   /** Applies a blacklist change from the supervisor. */
   applyBlacklist(change: BlacklistChange): void {
     this.#connections?.applyBlacklist(change);
+  }
+
+  /** Applies a ban change from the supervisor: a new ban closes the source's connections. */
+  applyBans(change: BanChange): void {
+    this.#flood.apply(change);
+    if (change.op === "add") this.#closeBanned(change.entry);
+  }
+
+  /** Closes this worker's connections (either direction) from a banned source group. */
+  #closeBanned(entry: BanEntry): void {
+    const closed = this.#connections?.closeFrom(
+      (ip) => this.#flood.inGroup(entry.key, ip) && !this.#flood.isTrusted(ip),
+      `source ${entry.key} banned (${entry.reason})`,
+    ) ?? 0;
+    if (closed > 0) this.counters.inc("flood_closed", closed);
   }
 
   // --- ProxyHost ---------------------------------------------------------------------------
@@ -569,6 +615,10 @@ export class WorkerEngine implements ProxyHost {
   #onDatagram(entry: ListenerEntry, data: Uint8Array, from: SocketAddress): void {
     const counters = this.counters;
     counters.inc("udp_datagrams_in");
+    // A banned source gets nothing, not even a STUN answer.
+    if (this.#flood.bans.size > 0 && this.#flood.isBanned(from.hostname)) {
+      return counters.inc("flood_dropped");
+    }
     if (isKeepalive(data)) return counters.inc("udp_keepalives"); // RFC 5626: no answer
     const stun = stunBindingResponse(data, from);
     if (stun !== undefined) {
@@ -592,6 +642,10 @@ export class WorkerEngine implements ProxyHost {
       if (message.head.method !== "ACK") source.reply(buildReply(message.head, 400, message.why));
       return;
     }
+    if (
+      message.head.isRequest &&
+      this.#flood.check(from.hostname, message.head.method) !== ALLOWED
+    ) return counters.inc("flood_dropped"); // never answered: no amplification
     counters.countIn(message.bytes);
     if (message.head.isRequest) forwardRequest(this, source, message);
     else forwardResponse(this, message);
@@ -661,6 +715,14 @@ export class WorkerEngine implements ProxyHost {
   #onFrame(connection: Connection, frame: Frame): void {
     switch (frame.type) {
       case "message":
+        if (
+          frame.head.isRequest &&
+          this.#flood.check(connection.remote.hostname, frame.head.method) !== ALLOWED
+        ) {
+          // Dropped unanswered; the source is banned, so is its connection.
+          this.counters.inc("flood_dropped");
+          return connection.close("source banned");
+        }
         this.counters.countIn(frame.bytes);
         if (frame.head.isRequest) forwardRequest(this, this.#source(connection), frame);
         else forwardResponse(this, frame);

@@ -22,6 +22,8 @@ import { getLogger } from "@logtape/logtape";
 import type { ResolvedConfig } from "./config/load.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
 import type { SharedCounters } from "./policy/shared_counters.ts";
+import type { BanEntry } from "./policy/ban_table.ts";
+import type { SourceTable } from "./policy/source_table.ts";
 import type { ConnectionDirectory } from "./transport/connection_directory.ts";
 import type { BoundListener } from "./worker_engine.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
@@ -75,6 +77,13 @@ export interface WorkerPoolOptions {
   blacklist(): BlacklistEntry[];
   /** A worker blacklisted a destination (copy it to the others). */
   onBlacklisted(entry: BlacklistEntry, from: Worker): void;
+  /** The flood guard's source table and the supervisor's view of it. */
+  sources: SharedArrayBuffer;
+  sourcesView: SourceTable;
+  /** The bans a (re)started worker starts with. */
+  bans(): BanEntry[];
+  /** A worker banned a source (log it, copy it to the others). */
+  onFlooded(entry: BanEntry, from: Worker): void;
   /** Runs `task` after the reloads and restarts before it (one at a time, in order). */
   serialize<T>(task: () => Promise<T>): Promise<T>;
   /** A worker's thread could not be stopped and `on_stuck_worker` says exit. */
@@ -225,6 +234,7 @@ export class WorkerPool {
     worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       if (message.type === "blacklisted") return this.#options.onBlacklisted(message.entry, worker);
+      if (message.type === "flooded") return this.#options.onFlooded(message.entry, worker);
       if (message.type === "exiting") return this.#replace(slot, worker, "exit", message.reason);
       const pending = this.#pending.get(message.id);
       if (pending === undefined) return;
@@ -256,6 +266,8 @@ export class WorkerPool {
         handoffPorts: ports,
         handoffProgress: this.#options.handoffProgress,
         blacklist: this.#options.blacklist(),
+        sources: this.#options.sources,
+        bans: this.#options.bans(),
       },
       30_000,
       Object.values(ports),
@@ -298,6 +310,7 @@ export class WorkerPool {
     this.broadcast({ type: "peer_down", worker: slot.id });
     const share = this.#options.counters.reclaim(slot.id);
     this.#options.directoryView.purgeWorker(slot.id);
+    this.#options.sourcesView.reclaim(slot.id);
     this.#resetProgress(slot.id);
     this.#restarts[reason]++;
     this.#connectionsLost += share.connections;

@@ -21,6 +21,8 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
     import("../../plugins/limits.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   blacklist: () =>
     import("../../plugins/blacklist.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  flood_guard: () =>
+    import("../../plugins/flood_guard.ts") as Promise<{ default: PluginDefinition<unknown> }>,
 };
 
 /** Built-in policy plugins that are always enabled (defaults apply without a table). */

@@ -1,6 +1,6 @@
 /**
  * Policy settings as the core applies them (durations in milliseconds). The values come from
- * the `timeouts`, `limits` and `blacklist` plugins' validated config tables.
+ * the `timeouts`, `limits`, `blacklist` and `flood_guard` plugins' validated config tables.
  * @module
  */
 import type { BLACKLIST_REASONS } from "./failure.ts";
@@ -33,9 +33,28 @@ export interface BlacklistSettings {
   reasons: (typeof BLACKLIST_REASONS)[number][];
 }
 
+/** From the `flood_guard` plugin. */
+export interface FloodGuardSettings {
+  /** Requests per second per source (token bucket refill). */
+  rate: number;
+  /** Bucket depth: requests a source may send at once. */
+  burst: number;
+  /** Ban duration (ms). */
+  ban: number;
+  /** Addresses and CIDR ranges never limited (validated). */
+  trusted: string[];
+  /** IPv6 sources are grouped by this prefix length. */
+  ipv6_prefix: number;
+  /** Tracked sources (the shared table is sized at start). */
+  max_sources: number;
+  /** Tokens a request of a method takes (default 1). */
+  weights: Record<string, number>;
+}
+
 /** Everything the policy plugins set. */
 export interface PolicySettings {
   timeouts?: TimeoutSettings;
   limits?: LimitSettings;
   blacklist?: BlacklistSettings;
+  flood_guard?: FloodGuardSettings;
 }

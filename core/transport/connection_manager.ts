@@ -10,7 +10,12 @@ import { getLogger } from "@logtape/logtape";
 import type { SendFailureEvent } from "../plugin/types.ts";
 import { type BlacklistEntry, BlacklistTable } from "../policy/blacklist_table.ts";
 import type { FailureReason } from "../policy/failure.ts";
-import type { BlacklistSettings, LimitSettings, TimeoutSettings } from "../policy/settings.ts";
+import type {
+  BlacklistSettings,
+  FloodGuardSettings,
+  LimitSettings,
+  TimeoutSettings,
+} from "../policy/settings.ts";
 import { MAX_TRANSPORTS, type SharedCounters } from "../policy/shared_counters.ts";
 import type { Counters } from "../stats.ts";
 import type { Frame } from "../sip/stream_framer.ts";
@@ -36,6 +41,8 @@ export interface EffectivePolicy {
   limits: LimitSettings;
   /** Undefined when the blacklist plugin is not enabled. */
   blacklist: BlacklistSettings | undefined;
+  /** Undefined when the flood_guard plugin is not enabled. */
+  flood_guard?: FloodGuardSettings;
 }
 
 /** A connection as the control API lists it. */
@@ -78,6 +85,8 @@ export interface ConnectionManagerOptions {
    * false when there is no channel to that worker (the message then goes out here).
    */
   handOff?(worker: number, handoff: Handoff): boolean;
+  /** Whether a connection from this IP may be accepted (false: a banned source, closed at once). */
+  admit?(ip: string): boolean;
 }
 
 /** One worker's connections. */
@@ -168,6 +177,11 @@ export class ConnectionManager {
     const { limits } = this.policy;
     const ip = socket.remoteAddr.hostname;
     const slot = this.#slots.get(name)!;
+    if (this.#options.admit?.(ip) === false) {
+      // A banned source: closed before anything is read (no log line per connection).
+      this.#options.counters.inc("flood_refused");
+      return socket.close();
+    }
     if (!this.#options.shared.reserveConnection(slot, limits.max_connections)) {
       return this.#refuse(socket, `max_connections (${limits.max_connections}) reached`);
     }
@@ -305,6 +319,17 @@ export class ConnectionManager {
       }
     }
     if (this.blacklist.size > 0) this.blacklist.purge(now);
+  }
+
+  /** Closes every connection whose remote address `match`es (a banned source); returns how many. */
+  closeFrom(match: (ip: string) => boolean, reason: string): number {
+    let closed = 0;
+    for (const c of [...this.#connections.values()]) {
+      if (c.state === "closed" || !match(c.remote.hostname)) continue;
+      c.close(reason);
+      closed++;
+    }
+    return closed;
   }
 
   /** Applies a blacklist change made elsewhere (another worker, the control API). */

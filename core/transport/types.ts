@@ -44,8 +44,13 @@ export interface StreamSocket {
 export interface StreamListener {
   /** The bound address (the real port when 0 was asked for). */
   readonly addr: SocketAddress;
-  /** Starts accepting; `onSocket` gets each accepted stream. */
-  start(onSocket: (socket: StreamSocket) => void): void;
+  /**
+   * Starts accepting; `onSocket` gets each accepted stream. A listener that does work before
+   * handing a stream over (a TLS handshake) asks `admit` with the peer's IP first and closes
+   * the raw connection when it says false (a banned source); others may ignore it (the core
+   * checks again when it gets the socket).
+   */
+  start(onSocket: (socket: StreamSocket) => void, admit?: (ip: string) => boolean): void;
   /** Stops accepting. Accepted sockets are not affected. */
   close(): void;
 }
