@@ -5,6 +5,7 @@
  * @module
  */
 import denoJson from "./deno.json" with { type: "json" };
+import { startMemoryTrim } from "./core/memory_trim.ts";
 import { parseCli, USAGE } from "./core/cli.ts";
 import { ConfigError, loadConfig, type ResolvedConfig } from "./core/config/load.ts";
 import { setupLogging } from "./core/logging.ts";
@@ -111,6 +112,7 @@ async function main(args: string[]): Promise<number> {
     `${l.transport}:${l.hostname.includes(":") ? `[${l.hostname}]` : l.hostname}:${l.port}`
   );
   started = true;
+  const memoryTrim = startMemoryTrim();
   console.log(
     `sipedge ready: listening on ${addresses.join(", ")} (${supervisor.workerCount} workers)`,
   );
@@ -131,6 +133,7 @@ async function main(args: string[]): Promise<number> {
     if (stopRequested !== undefined) requestStop(stopRequested);
   });
   await stopped;
+  memoryTrim?.stop();
   log.info("stopped");
   return exitCode;
 }

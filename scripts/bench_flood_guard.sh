@@ -55,7 +55,7 @@ start_pair() { # NAME
   fi
   port="$(free_port)"
   deno="$(find_deno)"
-  launch_sipedge "'$deno' run --unstable-net -A main.ts --config '$WORK/$name.toml' \
+  launch_sipedge "'$deno' $SIPEDGE_RUN main.ts --config '$WORK/$name.toml' \
 --listen tcp:127.0.0.1:$port --forward 'sip:127.0.0.1:$uas;transport=tcp' --workers $WORKERS \
 --log-level warning --control off" "$WORK/sipedge_$name.log"
   PROXY_PID[$name]=$LAUNCHED_PID

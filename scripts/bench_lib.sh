@@ -7,6 +7,9 @@
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# How the benchmarks run sipedge: the runtime flags of `deno task start` (deno.json), with -A.
+SIPEDGE_RUN="run --unstable-net -A --v8-flags=--optimize-for-size"
+
 die() {
   log "error: $*"
   exit 1

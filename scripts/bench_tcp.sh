@@ -128,7 +128,7 @@ start_sipedge() {
     cmd="${cmd//\{forward\}/$forward}"
   else
     deno="$(find_deno)"
-    cmd="'$deno' run --unstable-net -A main.ts --listen tcp:127.0.0.1:$port --forward '$forward'"
+    cmd="'$deno' $SIPEDGE_RUN main.ts --listen tcp:127.0.0.1:$port --forward '$forward'"
     cmd+=" --workers $WORKERS --log-level warning --control off"
   fi
   launch_sipedge "$cmd" "$logfile"

@@ -229,7 +229,7 @@ EOF
     cmd="${SIPEDGE_CMD//\{config\}/$cfg}"
   else
     deno="$(find_deno)"
-    cmd="'$deno' run --unstable-net -A main.ts --config '$cfg' --control off"
+    cmd="'$deno' $SIPEDGE_RUN main.ts --config '$cfg' --control off"
   fi
   launch_sipedge "$cmd" "$logfile"
   PROXY_PID[sipedge]=$LAUNCHED_PID

@@ -151,7 +151,7 @@ start_sipedge() {
   local port deno
   port="$(free_udp_port)"
   deno="$(find_deno)"
-  launch_sipedge "'$deno' run --unstable-net -A main.ts --listen udp:127.0.0.1:$port \
+  launch_sipedge "'$deno' $SIPEDGE_RUN main.ts --listen udp:127.0.0.1:$port \
 --forward 'sip:127.0.0.1:${UAS_PORT[sipedge]};transport=udp' --workers $WORKERS \
 --log-level warning --control off" "$WORK/sipedge.log"
   PROXY_PID[sipedge]=$LAUNCHED_PID

@@ -40,6 +40,8 @@ export const RUNTIME_FLAGS: readonly string[] = [
   "--allow-net",
   "--allow-read",
   "--allow-env",
+  "--allow-ffi",
+  "--v8-flags=--optimize-for-size",
 ];
 
 /** Default output. */

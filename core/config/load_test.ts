@@ -104,7 +104,10 @@ Deno.test("resolveConfig: values and defaults", async () => {
     port: 5070,
     advertise: { host: "edge.example.com", port: 5080 },
   }]);
-  assert.deepEqual(pluginConfig(config, "tcp"), { read_buffer_size: 4096 });
+  assert.deepEqual(pluginConfig(config, "tcp"), {
+    read_buffer_size: 4096,
+    idle_read_buffer_size: 2048,
+  });
 });
 
 Deno.test("resolveConfig: a built-in transport named by a listener, timeouts and limits are enabled without a table", async () => {

@@ -132,7 +132,15 @@ export function parseReadyLine(line: string): string[] {
  */
 export async function startSipedge(options: StartSipedgeOptions = {}): Promise<SipedgeProcess> {
   const tempFiles: string[] = [];
-  const args = ["run", "--unstable-net", "-A", `${REPO_ROOT}/main.ts`, ...(options.args ?? [])];
+  // The runtime flags of `deno task start` (deno.json), with -A.
+  const args = [
+    "run",
+    "--unstable-net",
+    "-A",
+    "--v8-flags=--optimize-for-size",
+    `${REPO_ROOT}/main.ts`,
+    ...(options.args ?? []),
+  ];
   if (options.config !== undefined) {
     const path = await Deno.makeTempFile({ prefix: "sipedge_test_", suffix: ".toml" });
     tempFiles.push(path);
