@@ -197,6 +197,7 @@ class TlsListener implements StreamListener {
   #requested: ListenerId;
   #waiting: TlsSocket[] = [];
   #onSocket: ((socket: StreamSocket) => void) | undefined;
+  #admit: ((ip: string) => boolean) | undefined;
   #handshakes = new Map<Socket, ReturnType<typeof setTimeout>>();
   #closed = false;
 
@@ -215,7 +216,11 @@ class TlsListener implements StreamListener {
         done(null, domains.select(name).context);
       },
     });
-    this.#server.on("connection", (raw: Socket) => this.#startHandshakeTimer(raw));
+    this.#server.on("connection", (raw: Socket) => {
+      // A banned source is closed before its handshake costs anything.
+      if (this.#admit?.(raw.remoteAddress ?? "") === false) return void raw.destroy();
+      this.#startHandshakeTimer(raw);
+    });
     this.#server.on("secureConnection", (socket: tls.TLSSocket) => this.#secured(socket));
     this.#server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
       this.#clearHandshakeTimer(socket);
@@ -270,8 +275,9 @@ class TlsListener implements StreamListener {
     Object.assign(server, verifyModes(domains));
   }
 
-  start(onSocket: (socket: StreamSocket) => void): void {
+  start(onSocket: (socket: StreamSocket) => void, admit?: (ip: string) => boolean): void {
     this.#onSocket = onSocket;
+    this.#admit = admit;
     for (const socket of this.#waiting.splice(0)) onSocket(socket);
   }
 
