@@ -941,7 +941,12 @@ Deno.test("async write: 2 workers, 24 clients, 3 never-reading peers: wq_max hol
         10_000,
         "connections and queued bytes back to 0",
       );
-      assert.deepEqual(settled.gauges, { connections: 0, queued_bytes: 0, blacklist_entries: 0 });
+      assert.deepEqual(settled.gauges, {
+        connections: 0,
+        queued_bytes: 0,
+        blacklist_entries: 0,
+        bans: 0,
+      });
       assert.deepEqual(await edge.connections(), []);
       // (connections_accepted + connections_opened = connections_closed would hold too, but a
       // connect refused for wq_max counts a close without an open: see the wq_max test below.)
