@@ -183,12 +183,8 @@ async function route(
     });
   }
   if (method === "GET" && path.startsWith("/plugins/")) {
-    let name: string;
-    try {
-      name = decodeURIComponent(path.slice("/plugins/".length));
-    } catch {
-      return json({ error: "malformed percent-encoding in the path" }, 400);
-    }
+    const name = decodedTail(path, "/plugins/");
+    if (name instanceof Response) return name;
     const view = await inspectPlugin(supervisor, name);
     if (view === undefined) return json({ error: `plugin ${name} is not enabled` }, 404);
     return json(view);
@@ -209,12 +205,8 @@ async function route(
     if (method === "POST") return addEntry(supervisor, request);
   }
   if (method === "DELETE" && path.startsWith("/blacklist/")) {
-    let raw: string;
-    try {
-      raw = decodeURIComponent(path.slice("/blacklist/".length));
-    } catch {
-      return json({ error: "malformed percent-encoding in the path" }, 400);
-    }
+    const raw = decodedTail(path, "/blacklist/");
+    if (raw instanceof Response) return raw;
     const key = normalizeKey(raw);
     if (key === undefined) return json({ error: "expected TRANSPORT:HOST:PORT" }, 400);
     const existed = supervisor.blacklistDelete(key);
@@ -236,12 +228,8 @@ async function route(
     if (method === "POST") return addBan(supervisor, request);
   }
   if (method === "DELETE" && path.startsWith("/bans/")) {
-    let raw: string;
-    try {
-      raw = decodeURIComponent(path.slice("/bans/".length));
-    } catch {
-      return json({ error: "malformed percent-encoding in the path" }, 400);
-    }
+    const raw = decodedTail(path, "/bans/");
+    if (raw instanceof Response) return raw;
     // The key as listed (`2001:db8::/64`), or any address in it.
     const key = supervisor.bans().some((b) => b.key === raw) ? raw : supervisor.banKeyOf(raw);
     if (key === undefined) return json({ error: "expected an IPv4 or IPv6 address" }, 400);
@@ -375,4 +363,13 @@ function json(value: unknown, status = 200): Response {
     status,
     headers: { "content-type": "application/json" },
   });
+}
+
+/** The rest of `path` after `prefix`, percent-decoded, or the 400 answer when it is malformed. */
+function decodedTail(path: string, prefix: string): string | Response {
+  try {
+    return decodeURIComponent(path.slice(prefix.length));
+  } catch {
+    return json({ error: "malformed percent-encoding in the path" }, 400);
+  }
 }

@@ -155,9 +155,7 @@ export class FloodGuard {
 
   /** Applies a ban change from the supervisor. */
   apply(change: BanChange): void {
-    if (change.op === "add") this.bans.add(change.entry);
-    else if (change.op === "delete") this.bans.delete(change.key);
-    else this.bans.clear();
+    this.bans.apply(change);
   }
 
   #source(address: string): Source | null {

@@ -9,6 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { SendFailureEvent } from "../plugin/types.ts";
 import { type BlacklistEntry, BlacklistTable } from "../policy/blacklist_table.ts";
+import type { TableChange } from "../policy/expiring_table.ts";
 import type { FailureReason } from "../policy/failure.ts";
 import type {
   BlacklistSettings,
@@ -334,9 +335,7 @@ export class ConnectionManager {
 
   /** Applies a blacklist change made elsewhere (another worker, the control API). */
   applyBlacklist(change: BlacklistChange): void {
-    if (change.op === "add") this.blacklist.add(change.entry);
-    else if (change.op === "delete") this.blacklist.delete(change.key);
-    else this.blacklist.clear();
+    this.blacklist.apply(change);
   }
 
   /** Connections for the control API. */
@@ -624,10 +623,7 @@ export class ConnectionManager {
 }
 
 /** A blacklist change to apply to a worker's copy. */
-export type BlacklistChange =
-  | { op: "add"; entry: BlacklistEntry }
-  | { op: "delete"; key: string }
-  | { op: "clear" };
+export type BlacklistChange = TableChange<BlacklistEntry>;
 
 const COUNTER = {
   connect_refused: "connect_failed",
