@@ -373,83 +373,97 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
-async function blacklistCommand(client: Client, args: string[]): Promise<number> {
-  const [sub = "list", ...rest] = args;
-  switch (sub) {
-    case "list":
-    case "show":
-      if (rest.length > 0) break;
-      return await show(client, await client.request("GET", "/blacklist"), renderBlacklist);
-    case "add": {
-      if (rest.length < 1 || rest.length > 2) break;
-      const body: { destination: string; expire?: string } = { destination: rest[0] };
-      if (rest[1] !== undefined) body.expire = rest[1];
-      const answer = await client.request("POST", "/blacklist", body);
-      return await show(client, answer, (b) => {
-        const entry = (b as { added: BlacklistEntry }).added;
-        return `added ${entry.key} until ${clock(entry.expiresAt)} (${
-          duration(entry.expiresAt - entry.addedAt)
-        })\n`;
-      });
-    }
-    case "delete":
-    case "del":
-    case "rm": {
-      if (rest.length !== 1) break;
-      const answer = await client.request("DELETE", `/blacklist/${encodeURIComponent(rest[0])}`);
-      if (answer.status === 404 && !client.json && (answer.body as { key?: string }).key) {
-        client.io.err(`${(answer.body as { key: string }).key} is not in the blacklist\n`);
-        return 1;
-      }
-      return await show(client, answer, (b) => `deleted ${(b as { key: string }).key}\n`);
-    }
-    case "clear":
-      if (rest.length > 0) break;
-      return await show(
-        client,
-        await client.request("DELETE", "/blacklist"),
-        () => "blacklist cleared\n",
-      );
-  }
-  throw new UsageError("usage: blacklist [list | add DEST [EXPIRE] | delete DEST | clear]");
+/** What differs between the commands that manage a table of entries (blacklist, bans). */
+interface TableCommand {
+  /** The control API path: `/blacklist`, `/bans`. */
+  path: string;
+  /** The key of the added entry in the POST body: `destination`, `address`. */
+  field: string;
+  render(body: unknown): string;
+  added: string;
+  notThere: string;
+  deleted: string;
+  cleared: string;
+  usage: string;
 }
 
-async function banCommand(client: Client, args: string[]): Promise<number> {
-  const [sub = "list", ...rest] = args;
-  switch (sub) {
-    case "list":
-    case "show":
-      if (rest.length > 0) break;
-      return await show(client, await client.request("GET", "/bans"), renderBans);
-    case "add": {
-      if (rest.length < 1 || rest.length > 2) break;
-      const body: { address: string; expire?: string } = { address: rest[0] };
-      if (rest[1] !== undefined) body.expire = rest[1];
-      const answer = await client.request("POST", "/bans", body);
-      return await show(client, answer, (b) => {
-        const entry = (b as { added: BanRow }).added;
-        return `banned ${entry.key} until ${clock(entry.expiresAt)} (${
-          duration(entry.expiresAt - entry.addedAt)
-        })\n`;
-      });
-    }
-    case "delete":
-    case "del":
-    case "rm": {
-      if (rest.length !== 1) break;
-      const answer = await client.request("DELETE", `/bans/${encodeURIComponent(rest[0])}`);
-      if (answer.status === 404 && !client.json && (answer.body as { key?: string }).key) {
-        client.io.err(`${(answer.body as { key: string }).key} is not banned\n`);
-        return 1;
+/** `list | add KEY [EXPIRE] | delete KEY | clear` for a table of entries. */
+function tableCommand(spec: TableCommand): Command {
+  return async (client, args) => {
+    const [sub = "list", ...rest] = args;
+    switch (sub) {
+      case "list":
+      case "show":
+        if (rest.length > 0) break;
+        return await show(client, await client.request("GET", spec.path), spec.render);
+      case "add": {
+        if (rest.length < 1 || rest.length > 2) break;
+        const body: Record<string, string> = { [spec.field]: rest[0] };
+        if (rest[1] !== undefined) body.expire = rest[1];
+        const answer = await client.request("POST", spec.path, body);
+        return await show(client, answer, (b) => {
+          const entry = (b as { added: { key: string; addedAt: number; expiresAt: number } }).added;
+          return `${spec.added} ${entry.key} until ${clock(entry.expiresAt)} (${
+            duration(entry.expiresAt - entry.addedAt)
+          })\n`;
+        });
       }
-      return await show(client, answer, (b) => `lifted the ban of ${(b as { key: string }).key}\n`);
+      case "delete":
+      case "del":
+      case "rm": {
+        if (rest.length !== 1) break;
+        const answer = await client.request(
+          "DELETE",
+          `${spec.path}/${encodeURIComponent(rest[0])}`,
+        );
+        const key = (answer.body as { key?: string }).key;
+        if (answer.status === 404 && !client.json && key) {
+          client.io.err(`${key} ${spec.notThere}\n`);
+          return 1;
+        }
+        return await show(client, answer, (b) => `${spec.deleted} ${(b as { key: string }).key}\n`);
+      }
+      case "clear":
+        if (rest.length > 0) break;
+        return await show(
+          client,
+          await client.request("DELETE", spec.path),
+          () => `${spec.cleared}\n`,
+        );
     }
-    case "clear":
-      if (rest.length > 0) break;
-      return await show(client, await client.request("DELETE", "/bans"), () => "bans cleared\n");
-  }
-  throw new UsageError("usage: ban [list | add ADDR [TIME] | delete ADDR | clear]");
+    throw new UsageError(spec.usage);
+  };
 }
+
+function blacklistCommand(client: Client, args: string[]): Promise<number> {
+  return tableCommand(BLACKLIST)(client, args);
+}
+
+function banCommand(client: Client, args: string[]): Promise<number> {
+  return tableCommand(BANS)(client, args);
+}
+
+const BLACKLIST: TableCommand = {
+  path: "/blacklist",
+  field: "destination",
+  render: renderBlacklist,
+  added: "added",
+  notThere: "is not in the blacklist",
+  deleted: "deleted",
+  cleared: "blacklist cleared",
+  usage: "usage: blacklist [list | add DEST [EXPIRE] | delete DEST | clear]",
+};
+
+const BANS: TableCommand = {
+  path: "/bans",
+  field: "address",
+  render: renderBans,
+  added: "banned",
+  notThere: "is not banned",
+  deleted: "lifted the ban of",
+  cleared: "bans cleared",
+  usage: "usage: ban [list | add ADDR [TIME] | delete ADDR | clear]",
+};
 
 /** A GET whose JSON is rendered by `render`. */
 function simple(path: string, render: (body: unknown) => string): Command {
