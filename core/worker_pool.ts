@@ -40,8 +40,15 @@ const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 60_000;
 /** How often heartbeats are checked. */
 const CHECK_INTERVAL_MS = 250;
-/** How long a terminated worker's thread may take to end before it counts as stuck. */
-const STUCK_GRACE_MS = 3_000;
+/**
+ * How long a terminated worker's thread may take to end before it counts as stuck: a long loop
+ * that ends by itself releases the thread, and only one that does not may stop sipedge. At
+ * least 10 s, and 5 × worker_hang_timeout (so a hang of a few timeouts is not taken for one that
+ * never ends).
+ */
+function stuckGraceMs(hangTimeoutMs: number): number {
+  return Math.max(10_000, 5 * hangTimeoutMs);
+}
 
 type Request = ToWorker extends infer T ? T extends { id: number } ? T : never : never;
 /** A request to a worker, without its id. */
@@ -357,6 +364,7 @@ export class WorkerPool {
    */
   #watchThread(workerId: number, thread: number | undefined): void {
     if (thread === undefined) return;
+    const grace = stuckGraceMs(this.#options.config().sipedge.worker_hang_timeout);
     setTimeout(() => {
       if (this.#stopping || !threadExists(thread)) return;
       this.#stuck++;
@@ -366,7 +374,7 @@ export class WorkerPool {
         { worker: workerId, thread, action },
       );
       if (action === "exit") this.#options.onStuckExit();
-    }, STUCK_GRACE_MS);
+    }, grace);
   }
 
   #rejectPending(worker: Worker, why: string): void {

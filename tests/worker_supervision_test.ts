@@ -138,7 +138,7 @@ Deno.test("supervision: a thread that never yields cannot be stopped: on_stuck_w
       await victim.send(buildRequest({ uri: "sip:spin-forever@example.com" }).bytes);
       const status = await Promise.race([
         env.proxy.status,
-        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 15_000)),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 25_000)),
       ]);
       assert.ok(status !== undefined, "sipedge exited");
       assert.equal(status.code, 70);
@@ -165,7 +165,7 @@ Deno.test("supervision: with on_stuck_worker = keep, sipedge goes on with the re
         const s = await env.status();
         return s.workers.stuck === 1 && s.workers.up === 2 ? s : undefined;
       },
-      10_000,
+      20_000,
       "the stuck thread reported, two workers up",
     );
     assert.equal(status.workers.restarts.hang, 1);
