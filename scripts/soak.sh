@@ -81,7 +81,7 @@ UAS_PID=$!
 PIDS+=("$UAS_PID")
 wait_listening "$UAS_PORT" 30 "soak UAS" "$UAS_PID"
 
-launch_sipedge "\"$DENO\" run --unstable-net -A main.ts --config \"$WORK/sipedge.toml\"" \
+launch_sipedge "\"$DENO\" $SIPEDGE_RUN main.ts --config \"$WORK/sipedge.toml\"" \
   "$OUT/sipedge.log"
 SIPEDGE_PID="$LAUNCHED_PID"
 
