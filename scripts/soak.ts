@@ -641,6 +641,25 @@ class Drive {
     return body as T;
   }
 
+  /**
+   * JavaScript heap in use over all of sipedge's isolates (workers and supervisor), in MB, from
+   * /metrics: tells a JS heap that grows from native memory that does.
+   */
+  async heapMb(timeoutMs = 3000): Promise<number> {
+    const response = await fetch(`${this.control}/metrics`, {
+      client: httpClient,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    let bytes = 0;
+    for (
+      const m of text.matchAll(/^sipedge_(?:worker|process)_heap_used_bytes(?:\{[^}]*\})? (\S+)$/gm)
+    ) {
+      bytes += Number(m[1]);
+    }
+    return bytes / 1048576;
+  }
+
   // deno-lint-ignore no-explicit-any
   status(timeoutMs = 3000): Promise<any> {
     return this.api("/status", "GET", timeoutMs);
@@ -1210,6 +1229,7 @@ class Drive {
     this.lastTicks = pr.ticks;
     this.lastTickAt = now;
     const s = await this.status(4000).catch(() => undefined);
+    const heap = await this.heapMb(4000).catch(() => NaN);
     const conns = s?.connections ?? NaN;
     const up = s?.workers?.up ?? NaN;
     const lat = this.iv.lat.sort((a, b) => a - b);
@@ -1237,6 +1257,7 @@ class Drive {
         this.reloads.refused,
         hangMark,
         fixed(this.ivLagMax, 1),
+        fixed(heap, 1),
       ].join(","),
     );
     this.samples.push({
@@ -1545,7 +1566,7 @@ class Drive {
 }
 
 const CSV_HEADER =
-  "t_s,rss_mb,cpu_pct,fds,threads,connections,workers_up,p50_ms,p99_ms,p99_persistent_ms,tx_ok,tx_failed_hung,tx_failed_other,reloads_ok,reloads_refused,hang,gen_lag_max_ms\n";
+  "t_s,rss_mb,cpu_pct,fds,threads,connections,workers_up,p50_ms,p99_ms,p99_persistent_ms,tx_ok,tx_failed_hung,tx_failed_other,reloads_ok,reloads_refused,hang,gen_lag_max_ms,js_heap_mb\n";
 
 async function waitDrained(conn: SipConn | undefined): Promise<void> {
   while (conn !== undefined && conn.pending.size > 0 && !conn.closed) await sleep(50);

@@ -3,7 +3,7 @@
 #   gnuplot -e "csv='soak.csv'; png='soak.png'; hang_t=900; title='…'" scripts/soak_chart.gnuplot
 # CSV columns (scripts/soak.ts): t_s,rss_mb,cpu_pct,fds,threads,connections,workers_up,p50_ms,
 # p99_ms,p99_persistent_ms,tx_ok,tx_failed_hung,tx_failed_other,reloads_ok,reloads_refused,hang,
-# gen_lag_max_ms
+# gen_lag_max_ms,js_heap_mb
 
 if (!exists("csv")) csv = 'soak.csv'
 if (!exists("png")) png = 'soak.png'
@@ -30,7 +30,8 @@ if (hang_t >= 0) {
 
 set multiplot layout 5,1 title title
 set ylabel "RSS (MB)"
-plot csv using (tm($1)):2 every ::1 with lines lw 2 lc rgb "#1f77b4" title "sipedge RSS"
+plot csv using (tm($1)):2 every ::1 with lines lw 2 lc rgb "#1f77b4" title "sipedge RSS", \
+     csv using (tm($1)):18 every ::1 with lines lw 1.5 lc rgb "#17becf" title "JS heaps in use (all isolates)"
 
 set ylabel "CPU (% of a core)"
 plot csv using (tm($1)):3 every ::1 with lines lw 1.5 lc rgb "#ff7f0e" title "sipedge CPU"
