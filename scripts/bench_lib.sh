@@ -182,3 +182,23 @@ launch_sipedge() { # CMD LOGFILE
   done
   log "$(grep -m1 "sipedge ready" "$logfile")"
 }
+
+# ACTIVE: the proxies of PROXIES (sipedge, kamailio) to run; kamailio is skipped when KAMAILIO is
+# not installed.
+select_proxies() {
+  ACTIVE=()
+  for proxy in $PROXIES; do
+    case "$proxy" in
+      sipedge) ;;
+      kamailio)
+        if [ ! -x "$KAMAILIO" ]; then
+          log "kamailio is not installed: skipping it (apt-get install -y kamailio)"
+          continue
+        fi
+        ;;
+      *) die "unknown proxy '$proxy' (PROXIES may hold sipedge and kamailio)" ;;
+    esac
+    ACTIVE+=("$proxy")
+  done
+  [ "${#ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark"
+}

@@ -256,21 +256,7 @@ emit_row() { # TOOL PROXY RATE SENT OK FAILED DELIVERED
 # ---------------------------------------------------------------------------------------------
 # Run
 
-ACTIVE=()
-for proxy in $PROXIES; do
-  case "$proxy" in
-    sipedge) ;;
-    kamailio)
-      if [ ! -x "$KAMAILIO" ]; then
-        log "kamailio is not installed: skipping it (apt-get install -y kamailio)"
-        continue
-      fi
-      ;;
-    *) die "unknown proxy '$proxy' (PROXIES may hold sipedge and kamailio)" ;;
-  esac
-  ACTIVE+=("$proxy")
-done
-[ "${#ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark"
+select_proxies
 
 TOOLS=(sipp)
 [ -z "$SIPLOAD" ] || TOOLS+=(sipload)

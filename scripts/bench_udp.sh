@@ -266,21 +266,7 @@ step() { # PROXY RATE SECONDS
 # ---------------------------------------------------------------------------------------------
 # Run
 
-ACTIVE=()
-for proxy in $PROXIES; do
-  case "$proxy" in
-    sipedge) ;;
-    kamailio)
-      if [ ! -x "$KAMAILIO" ]; then
-        log "kamailio is not installed: skipping it (apt-get install -y kamailio)"
-        continue
-      fi
-      ;;
-    *) die "unknown proxy '$proxy' (PROXIES may hold sipedge and kamailio)" ;;
-  esac
-  ACTIVE+=("$proxy")
-done
-[ "${#ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark"
+select_proxies
 
 if awk '{ exit !($1 > 0.5) }' <<<"$LOAD_START"; then
   log "warning: load average is $LOAD_START before the run: other work on this machine skews the figures"
