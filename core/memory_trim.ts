@@ -2,14 +2,22 @@
  * Gives memory that the runtime freed back to the system. Native memory freed by Deno's TLS
  * stack stays in glibc's per-thread arenas (measured: RSS 122 → 649 MB over 48,000 TLS
  * handshakes, 506 MB still held when idle, 123 MB after `malloc_trim(0)`; the JavaScript heaps
- * return theirs by themselves). So the process calls glibc's `malloc_trim` whenever its RSS has
- * grown by `growthBytes` since the last trim, checked every `intervalMs`: a handful of calls a
- * day under churn, none at rest. Needs `--allow-ffi` and glibc; without either it does nothing.
+ * return theirs by themselves). So the process calls glibc's `malloc_trim`, checked every
+ * `intervalMs`: at once when RSS has grown by `growthBytes` since the last trim, and at most once
+ * a minute while RSS stays above what it was at start — because what is left in the arenas
+ * after churn does not show as growth once V8 has given its own pages back (measured: a trim
+ * during the load, none after it, 36–48 MB left that a trim would have returned). A trim walks
+ * the free memory of the arenas: milliseconds, not per message. Needs `--allow-ffi` and glibc;
+ * without either it does nothing.
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["sipedge", "memory"]);
+
+/** At most this often a trim just because RSS is above its start (see the module comment). */
+const PERIODIC_MS = 60_000;
+const PERIODIC_ABOVE_START = 16 * 1024 * 1024;
 
 /** Options for {@link startMemoryTrim}. */
 export interface MemoryTrimOptions {
@@ -36,16 +44,21 @@ export function startMemoryTrim(options: MemoryTrimOptions = {}): MemoryTrim | u
     return undefined;
   }
   const growth = options.growthBytes ?? 64 * 1024 * 1024;
-  let base = rss();
+  const start = rss();
+  let base = start;
+  let trimmedAt = Date.now();
   const trim = () => {
     const before = rss();
     lib.symbols.malloc_trim(0n);
     base = rss();
+    trimmedAt = Date.now();
     log.debug("malloc_trim: RSS {before} → {after} bytes", { before, after: base });
     return { before, after: base };
   };
   const timer = setInterval(() => {
-    if (rss() - base >= growth) trim();
+    const now = rss();
+    if (now - base >= growth) trim();
+    else if (Date.now() - trimmedAt >= PERIODIC_MS && now - start >= PERIODIC_ABOVE_START) trim();
   }, options.intervalMs ?? 10_000);
   Deno.unrefTimer(timer);
   return {
