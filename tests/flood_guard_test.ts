@@ -361,12 +361,22 @@ Deno.test("flood guard: bans by the control API and sipedge ctl (TCP and TLS clo
   assert.ok(listed[0].remainingMs > 590_000);
   assert.equal(env.lines(/ban of 127\.0\.0\.6 added by an operator for 10m/).length, 1);
 
-  // Closed at accept: TCP at once, TLS before any handshake.
-  const tcp = await NetUac.connect(env.tcpPort, "127.0.0.6");
-  tcp.send(1);
-  await tcp.done;
-  assert.equal(tcp.answered, 0);
-  assert.equal(await tlsAttempt(env.tlsPort, "127.0.0.6"), "closed");
+  // Closed at accept: TCP at once, TLS before any handshake (in every worker, once the ban's
+  // message has reached it).
+  const tcpAttempt = async () => {
+    const tcp = await NetUac.connect(env.tcpPort, "127.0.0.6");
+    tcp.send(1);
+    // A worker that has not seen the ban yet answers and keeps the connection: give up on it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([tcp.done, new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
+    clearTimeout(timer);
+    const outcome = tcp.closed && tcp.answered === 0 ? "closed" : "answered";
+    tcp.socket.destroy();
+    await tcp.done;
+    return outcome;
+  };
+  assert.equal(await eventually(tcpAttempt, "closed"), "closed");
+  assert.equal(await eventually(() => tlsAttempt(env.tlsPort, "127.0.0.6"), "closed"), "closed");
   assert.equal(await tlsAttempt(env.tlsPort, "127.0.0.7"), "secure");
   assert.ok((await env.counters()).flood_refused >= 2);
 
@@ -381,7 +391,7 @@ Deno.test("flood guard: bans by the control API and sipedge ctl (TCP and TLS clo
   );
   assert.equal(await ctl("ban", "add", "127.0.0.7", "1h"), 0);
   assert.match(out, /banned 127\.0\.0\.7 until .* \(1h00m\)\n/);
-  assert.equal(await tlsAttempt(env.tlsPort, "127.0.0.7"), "closed");
+  assert.equal(await eventually(() => tlsAttempt(env.tlsPort, "127.0.0.7"), "closed"), "closed");
   assert.equal(await ctl("ban", "delete", "127.0.0.6"), 0);
   assert.equal(await ctl("ban", "delete", "127.0.0.6"), 1);
   assert.equal(err, "127.0.0.6 is not banned\n");
@@ -392,9 +402,22 @@ Deno.test("flood guard: bans by the control API and sipedge ctl (TCP and TLS clo
   await back.close();
   assert.equal(await ctl("ban", "clear"), 0);
   assert.equal((await env.api("GET", "/bans")).body.bans.length, 0);
-  assert.equal(await tlsAttempt(env.tlsPort, "127.0.0.7"), "secure");
+  assert.equal(await eventually(() => tlsAttempt(env.tlsPort, "127.0.0.7"), "secure"), "secure");
   const metrics = (await env.api("GET", "/metrics")).body as string;
   assert.match(metrics, /\nsipedge_bans_total\{reason="admin"\} 2\n/);
   const status = (await env.api("GET", "/status")).body;
   assert.equal(status.bans, 0);
 });
+
+/**
+ * `attempt()` until it gives `want` (a ban or its end reaches each worker by message, a moment
+ * after the control API answered), at most 20 times 50 ms apart; returns the last outcome.
+ */
+async function eventually<T>(attempt: () => Promise<T>, want: T): Promise<T> {
+  let outcome = await attempt();
+  for (let i = 0; i < 20 && outcome !== want; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    outcome = await attempt();
+  }
+  return outcome;
+}
