@@ -694,6 +694,7 @@ export class WorkerEngine implements ProxyHost {
         transport: connection.transportName,
         hostname: connection.remote.hostname,
         port: connection.remote.port,
+        flowsOnly: connection.transport.flowsOnly === true,
         reply: (bytes) => {
           this.counters.countLocal(bytes);
           return manager.reply(connection, bytes);
@@ -747,7 +748,8 @@ export class WorkerEngine implements ProxyHost {
           this.counters.countLocal(reply);
           this.#connections!.reply(connection, reply);
         }
-        connection.closeAfterFlush();
+        // A stream is out of step after a framing error; a message transport is not.
+        if (!frame.keepOpen) connection.closeAfterFlush();
         return;
       }
     }

@@ -10,7 +10,11 @@ import { getLogger } from "@logtape/logtape";
 async function router(config: unknown): Promise<Router> {
   const parsed = plugin.config.safeParse(config);
   assert.ok(parsed.success, parsed.success ? "" : parsed.error.message);
-  const worker = await plugin.worker!(parsed.data, { workerId: 0, logger: getLogger(["test"]) });
+  const worker = await plugin.worker!(parsed.data, {
+    workerId: 0,
+    logger: getLogger(["test"]),
+    transport: () => undefined,
+  });
   assert.ok(worker.router);
   return worker.router;
 }

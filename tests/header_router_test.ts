@@ -175,6 +175,7 @@ Deno.test("header_router: reload builds first, swaps on commit, keeps marks of k
   const instance = await plugin.worker!(config(acmeConfig), {
     workerId: 0,
     logger: getLogger(["test"]),
+    transport: () => undefined,
   });
   const router = instance.router as HeaderRouter;
   assert.ok(router instanceof HeaderRouter);

@@ -10,7 +10,7 @@ import type { z } from "zod";
 import { configFile, type ListenAddress, parseListenAddress } from "./schema.ts";
 import { locateKey } from "./locate.ts";
 import { ALWAYS_ENABLED, BUILTIN_PLUGINS, loadPlugin, moduleVersion } from "../plugin/registry.ts";
-import { PluginConfigError, type PluginKind } from "../plugin/types.ts";
+import { PluginConfigError, type PluginDefinition, type PluginKind } from "../plugin/types.ts";
 import { getLogger } from "@logtape/logtape";
 import { parseHostPort } from "../sip/uri.ts";
 import type { FlowKey } from "../proxy/flow_token.ts";
@@ -59,6 +59,8 @@ export interface ResolvedPlugin {
   version?: string;
   /** The plugin's validated config (defaults filled in). */
   config: unknown;
+  /** The transport plugin this one runs over (wss: tls), built before it in every worker. */
+  layeredOn?: string;
 }
 
 /** The validated config; plain data (structured-cloneable) so it can go to workers. */
@@ -178,12 +180,16 @@ export async function resolveConfig(
     if (!(name in pluginTables) && name in BUILTIN_PLUGINS) pluginTables[name] = {};
   }
 
-  const plugins: ResolvedPlugin[] = [];
   /** Plugins whose table or module has errors (already reported: no follow-on errors). */
   const failed = new Set<string>();
   const baseUrl = path === undefined ? new URL(`file://${Deno.cwd()}/`) : toFileUrl(path);
-  for (const [name, table] of Object.entries(pluginTables)) {
-    const { module, ...settings } = table;
+  // Load and validate every plugin first: a transport layered on another (wss on tls) enables
+  // it, and the base's `prepare` needs the layered transport's listeners too.
+  const validated: (ResolvedPlugin & { def: PluginDefinition<unknown> })[] = [];
+  const queue = Object.keys(pluginTables);
+  for (let i = 0; i < queue.length; i++) {
+    const name = queue[i];
+    const { module, ...settings } = pluginTables[name];
     const moduleUrl = module === undefined ? undefined : new URL(module, baseUrl).href;
     const version = moduleUrl === undefined ? undefined : await moduleVersion(moduleUrl);
     let def;
@@ -194,17 +200,41 @@ export async function resolveConfig(
       failed.add(name);
       continue;
     }
+    const base = def.layeredOn;
+    if (base !== undefined && !(base in pluginTables)) {
+      if (base in BUILTIN_PLUGINS) {
+        pluginTables[base] = {};
+        queue.push(base);
+      } else {
+        report(
+          ["plugins", name],
+          `needs the ${base} transport plugin: add a [plugins.${base}] table`,
+        );
+        failed.add(name);
+        continue;
+      }
+    }
     const result = def.config.safeParse(settings);
     if (!result.success) {
       collect(result.error.issues, ["plugins", name]);
       failed.add(name);
       continue;
     }
-    let config = result.data;
+    validated.push({ name, kind: def.kind, moduleUrl, version, config: result.data, def });
+  }
+
+  const plugins: ResolvedPlugin[] = [];
+  for (const { def, ...plugin } of validated) {
+    const name = plugin.name;
+    // A transport's listeners, and those of the transports layered on it.
+    const served = new Set([
+      name,
+      ...validated.filter((v) => v.def.layeredOn === name).map((v) => v.name),
+    ]);
     if (def.prepare !== undefined) {
       try {
-        config = await def.prepare(config, {
-          listeners: listen.filter((l) => l.transport === name),
+        plugin.config = await def.prepare(plugin.config, {
+          listeners: listen.filter((l) => served.has(l.transport)),
           configDir: new URL(".", baseUrl).pathname,
           reloading: options.reloading ?? false,
           logger: getLogger(["sipedge", "plugin", name]),
@@ -216,9 +246,20 @@ export async function resolveConfig(
         continue;
       }
     }
-    plugins.push({ name, kind: def.kind, moduleUrl, version, config });
+    if (def.layeredOn !== undefined && failed.has(def.layeredOn)) {
+      failed.add(name);
+      continue;
+    }
+    plugins.push({
+      ...plugin,
+      ...(def.layeredOn === undefined ? {} : { layeredOn: def.layeredOn }),
+    });
   }
-  plugins.sort((a, b) => Number(b.kind === "transport") - Number(a.kind === "transport"));
+  // Transports first, a layered transport after the one it runs over (workers build them in
+  // this order), then routers and policies.
+  const rank = (p: ResolvedPlugin) =>
+    p.kind !== "transport" ? 2 : p.layeredOn === undefined ? 0 : 1;
+  plugins.sort((a, b) => rank(a) - rank(b));
 
   const transports = new Set(plugins.filter((p) => p.kind === "transport").map((p) => p.name));
   listen.forEach((l, i) => {

@@ -13,6 +13,8 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
   tcp: () => import("../../plugins/tcp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   tls: () => import("../../plugins/tls.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   udp: () => import("../../plugins/udp.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  ws: () => import("../../plugins/ws.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+  wss: () => import("../../plugins/wss.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   static_router: () =>
     import("../../plugins/static_router.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   timeouts: () =>

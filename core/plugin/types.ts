@@ -32,6 +32,13 @@ export interface PluginDefinition<C = unknown> {
   /** Schema of the plugin's config table (with defaults); errors name the key. */
   config: z.ZodType<C>;
   /**
+   * A transport that runs over another transport plugin's sockets (`wss` over `tls`, `ws` over
+   * `tcp`): that plugin is enabled too (with defaults when built in), its `prepare` gets this
+   * plugin's listeners as well (tls makes their certificates), and it is built first in every
+   * worker, where {@link WorkerContext.transport} gives it.
+   */
+  layeredOn?: string;
+  /**
    * Builds what workers need from the validated config, in the supervisor, at start, on
    * `--check-config` and on every reload (before anything is swapped): read files, check
    * certificates, generate keys. Returns the config the workers get (plain data: it is
@@ -117,6 +124,11 @@ export interface WorkerContext {
   workerId: number;
   /** Logger with the plugin's name as category. */
   logger: Logger;
+  /**
+   * The transport of a plugin built before this one in this worker (the one a layered
+   * transport runs over), or undefined.
+   */
+  transport(name: string): Transport | undefined;
 }
 
 /** A request being routed. Runs on the hot path: keep it synchronous and cheap. */

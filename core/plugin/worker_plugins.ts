@@ -82,6 +82,7 @@ export async function buildWorkerPlugins(
           await def.worker?.(resolved.config, {
             workerId,
             logger: getLogger(["sipedge", "plugin", resolved.name]),
+            transport: (name) => plugins.find((p) => p.name === name)?.instance.transport,
           }) ?? {},
       );
       const loaded: LoadedPlugin = {

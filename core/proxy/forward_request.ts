@@ -25,7 +25,7 @@ import {
   type ValueRange,
   type Via,
 } from "../sip/header_values.ts";
-import { MessageEdit } from "../sip/message_edit.ts";
+import { addContentLength, endOfHeadLength, MessageEdit } from "../sip/message_edit.ts";
 import { buildReply } from "../sip/reply.ts";
 import { formatHostPort, parseSipUri, type SipUri, sipUriProblem } from "../sip/uri.ts";
 import { type Destination, destinationOf } from "../transport/destination.ts";
@@ -200,6 +200,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   }
 
   removeRouteValues(edit, removedRoutes);
+  addContentLength(edit, head, request.bytes.length);
   if (requestUri !== head.uri) {
     edit.replace(requestUriStart(head), requestUriStart(head) + head.uri.length, requestUri);
   }
@@ -219,7 +220,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   // in-dialog requests from the far end come back over the flow (RFC 5626 §5.3).
   let recordRouteUser = "";
   if (host.flows.record_route && isDialogForming(head)) {
-    const token = flow !== undefined ? flowToken : source.flowToken(false);
+    const token = flow !== undefined ? flowToken : source.flowToken(source.flowsOnly === true);
     if (token !== undefined) {
       recordRoute = true;
       recordRouteUser = token;
@@ -233,7 +234,9 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   } else {
     edit.replace(mfField.valueStart, mfField.valueEnd, String(maxForwards - 1));
   }
-  if (head.method === "REGISTER" && wantsFlow(host.flows.register, head)) {
+  if (
+    head.method === "REGISTER" && wantsFlow(host.flows.register, head, source.flowsOnly === true)
+  ) {
     // RFC 5626 §5.1 / RFC 3327: our Path on top, naming the client's flow; `ob` says this
     // edge proxy does outbound.
     const pathAt = findHeader(head, "path")?.start ?? head.headersStart;
@@ -292,8 +295,8 @@ function isDialogForming(head: SipHead): boolean {
  * RFC 5626 outbound or for Path (`Supported: outbound` or `path`, a Contact with `reg-id` or
  * `;ob`); with `all`, always.
  */
-function wantsFlow(mode: FlowSettings["register"], head: SipHead): boolean {
-  if (mode !== "outbound") return mode === "all";
+function wantsFlow(mode: FlowSettings["register"], head: SipHead, flowsOnly: boolean): boolean {
+  if (mode !== "outbound" || flowsOnly) return mode !== "off";
   for (const field of head.headers) {
     if (field.name === "supported") {
       if (/(^|[\s,])(outbound|path)([\s,]|$)/i.test(headerValue(head, field))) return true;
@@ -472,10 +475,6 @@ function routerFailed(host: ProxyHost, router: Router, error: unknown): RouteRes
 
 function requestUriStart(head: SipHead): number {
   return head.method.length + 1;
-}
-
-function endOfHeadLength(head: SipHead): number {
-  return head.text.endsWith("\r\n\r\n") ? 2 : 1;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { findHeader, type SipHead } from "../sip/head.ts";
 import { parseVia, splitCommaValues } from "../sip/header_values.ts";
-import { MessageEdit } from "../sip/message_edit.ts";
+import { addContentLength, MessageEdit } from "../sip/message_edit.ts";
 import type { ProxyHost } from "./proxy_host.ts";
 import { getLogger } from "@logtape/logtape";
 
@@ -59,6 +59,7 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse, loc
   if (nextText === undefined) return drop("no Via after ours");
   const next = parseVia(nextText);
   if (next === undefined) return drop("malformed next Via");
+  addContentLength(edit, head, response.bytes.length);
   const bytes = edit.build();
 
   // Where the next Via says, when the connection the request came in on is gone.

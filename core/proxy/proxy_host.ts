@@ -23,6 +23,11 @@ export interface MessageSource {
    * connection is a flow); without, only once it is a flow.
    */
   flowToken(create: boolean): string | undefined;
+  /**
+   * The sender cannot be reached by address (a WebSocket client, RFC 7118 §5): its REGISTERs
+   * and dialog-forming requests always get a flow.
+   */
+  flowsOnly?: boolean;
 }
 
 /** Counters the proxy increments (see core/stats.ts). */

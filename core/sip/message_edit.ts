@@ -6,6 +6,7 @@
  */
 import { latin1Write } from "./latin1.ts";
 import { allocBytes } from "./bytes.ts";
+import type { SipHead } from "./head.ts";
 
 interface Edit {
   start: number;
@@ -65,4 +66,22 @@ export class MessageEdit {
 function isSorted(edits: Edit[]): boolean {
   for (let i = 1; i < edits.length; i++) if (edits[i].start < edits[i - 1].start) return false;
   return true;
+}
+
+/** Length of the empty line that ends a head (CRLF, or a bare LF). */
+export function endOfHeadLength(head: SipHead): number {
+  return head.text.endsWith("\r\n\r\n") ? 2 : 1;
+}
+
+/**
+ * Adds a Content-Length to a message that has none: a datagram or a WebSocket message may omit
+ * it, a stream may not (RFC 3261 §18.3, §20.14), and the next hop may be a stream. The body is
+ * what follows the head in the `messageLength` bytes.
+ */
+export function addContentLength(edit: MessageEdit, head: SipHead, messageLength: number): void {
+  if (head.contentLength >= 0) return;
+  edit.insert(
+    head.text.length - endOfHeadLength(head),
+    `Content-Length: ${messageLength - head.text.length}\r\n`,
+  );
 }

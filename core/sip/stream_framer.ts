@@ -37,6 +37,11 @@ export interface ErrorFrame {
   status: 400 | 513;
   reason: string;
   head: SipHead | undefined;
+  /**
+   * A message-oriented transport (WebSocket): only this message was bad, the next one starts
+   * in step, so the connection stays open.
+   */
+  keepOpen?: boolean;
 }
 
 /** What {@link StreamFramer.feed} hands out. */

@@ -18,8 +18,15 @@
 import type { FailureReason } from "../policy/failure.ts";
 import type { SharedCounters } from "../policy/shared_counters.ts";
 import { type Frame, StreamFramer } from "../sip/stream_framer.ts";
-import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
+import type {
+  MessageFraming,
+  SocketAddress,
+  SocketControl,
+  StreamSocket,
+  StreamTransport,
+} from "./types.ts";
 import { allocBytes } from "../sip/bytes.ts";
+import { frameDatagram, isKeepalive } from "./datagram.ts";
 
 /** Called for queued data that will never be sent. */
 export type FailHandler = (reason: FailureReason) => void;
@@ -80,6 +87,7 @@ export interface ConnectionOptions {
 }
 
 const PING = new Uint8Array([13, 10, 13, 10]);
+const PING_FRAME: Frame = { type: "ping" };
 
 /** A stream connection. */
 export class Connection {
@@ -108,6 +116,11 @@ export class Connection {
 
   #socket: StreamSocket | undefined;
   #framer: StreamFramer;
+  /** A message-oriented socket's framing (WebSocket); undefined for byte streams. */
+  #framing: MessageFraming | undefined;
+  #maxMessageSize: number;
+  /** The last keepalive ping queued (a ping alone is not data: see wroteSinceRead). */
+  #pingChunk: Uint8Array = PING;
   #hooks: ConnectionHooks;
   #shared: SharedCounters;
   #limits: () => QueueLimits;
@@ -133,7 +146,8 @@ export class Connection {
   #closedByPeer = false;
   /** Unsent data held back until the write in flight settles, to keep the order. */
   #heldUnsent: UnsentData | undefined;
-  #closeAfterFlush = false;
+  /** Close once the queue is written, with this reason (false: no). */
+  #closeAfterFlush: string | false = false;
   #drainWaiters: (() => void)[] = [];
   /**
    * Outbound: failure handlers of messages written since the peer last sent a byte. A peer that
@@ -153,6 +167,7 @@ export class Connection {
     this.#shared = options.shared;
     this.#limits = options.limits;
     this.#framer = new StreamFramer({ maxMessageSize: options.maxMessageSize });
+    this.#maxMessageSize = options.maxMessageSize;
   }
 
   /** Bytes queued in sipedge (not yet taken by the kernel). */
@@ -168,6 +183,8 @@ export class Connection {
   /** Largest message accepted from now on (limits reloaded). */
   set maxMessageSize(bytes: number) {
     this.#framer.maxMessageSize = bytes;
+    this.#maxMessageSize = bytes;
+    if (this.#framing !== undefined) this.#framing.maxMessageSize = bytes;
   }
 
   /** The transport's details for the control API (TLS version, cipher, …), if it has any. */
@@ -186,6 +203,7 @@ export class Connection {
     this.local = socket.localAddr;
     this.state = "open";
     this.lastActivity = this.lastRead = Date.now();
+    if (socket.messages !== undefined) this.#useMessageFraming(socket.messages);
     socket.start(
       (chunk) => this.#onData(chunk),
       (error) =>
@@ -194,6 +212,7 @@ export class Connection {
           "closed",
           this.direction === "out",
         ),
+      this.#framing === undefined ? undefined : this.#control(),
     );
     if (this.#chunks.length > 0) this.#startWriter();
   }
@@ -203,6 +222,13 @@ export class Connection {
    * `closed` or `queue_full` (without calling `onFail`) when they were not queued.
    */
   send(bytes: Uint8Array, onFail?: FailHandler): SendResult {
+    // A message socket's messages are framed one by one (while connecting, at attach()).
+    if (this.#framing !== undefined) bytes = this.#framing.encode(bytes);
+    return this.#enqueue(bytes, onFail);
+  }
+
+  /** Queues bytes as they go on the wire. */
+  #enqueue(bytes: Uint8Array, onFail?: FailHandler): SendResult {
     if (this.state === "closed") return "closed";
     if (this.#kernelFull || this.state === "connecting") {
       // Async mode (the kernel did not take all of a write, or a connect is under way):
@@ -232,13 +258,47 @@ export class Connection {
 
   /** Queues a keepalive ping (RFC 5626 double CRLF) and notes when. */
   ping(): void {
-    if (this.send(PING) === "queued") this.pingSentAt = Date.now();
+    const ping = this.#framing?.ping() ?? PING;
+    this.#pingChunk = ping;
+    if (this.#enqueue(ping) === "queued") this.pingSentAt = Date.now();
   }
 
   /** Closes once everything queued so far is written (used after a fatal framing error). */
-  closeAfterFlush(): void {
-    this.#closeAfterFlush = true;
-    if (!this.#writing && this.#chunks.length === 0) this.close("closed after error response");
+  closeAfterFlush(reason = "closed after error response"): void {
+    this.#closeAfterFlush = reason;
+    if (!this.#writing && this.#chunks.length === 0) this.close(reason);
+  }
+
+  /**
+   * A message socket (WebSocket): frames what was queued while connecting, and keeps the
+   * socket's message size limit in step with ours.
+   */
+  #useMessageFraming(framing: MessageFraming): void {
+    this.#framing = framing;
+    framing.maxMessageSize = this.#maxMessageSize;
+    if (this.#chunks.length === 0) return;
+    let added = 0;
+    this.#chunks = this.#chunks.map((chunk) => {
+      const framed = framing.encode(chunk);
+      added += framed.length - chunk.length;
+      return framed;
+    });
+    this.#shared.reserveQueued(added, Infinity);
+    this.#queuedBytes += added;
+    this.#waitingBytes += added;
+  }
+
+  /** What a message socket may do on this connection besides reading messages. */
+  #control(): SocketControl {
+    return {
+      send: (bytes) => void this.#enqueue(bytes),
+      alive: () => {
+        this.lastActivity = this.lastRead = Date.now();
+        this.pingSentAt = 0;
+        this.wroteSinceRead = false;
+      },
+      end: (reason) => this.closeAfterFlush(reason),
+    };
   }
 
   /** Resolves when nothing is queued (or the connection closed). */
@@ -309,6 +369,7 @@ export class Connection {
     this.lastActivity = this.lastRead = Date.now();
     this.pingSentAt = 0;
     this.wroteSinceRead = false;
+    if (this.#framing !== undefined) return this.#onMessage(chunk);
     let frames = 0;
     this.#framer.feed(chunk, (frame) => {
       frames++;
@@ -317,6 +378,35 @@ export class Connection {
     // The read timeout runs per message: from the read that started the incomplete one.
     if (this.#framer.buffered === 0) this.partialSince = 0;
     else if (this.partialSince === 0 || frames > 0) this.partialSince = this.lastRead;
+  }
+
+  /**
+   * One whole message from a message socket (WebSocket): framed like a datagram (Content-Length
+   * optional, RFC 7118); a bad one is answered or dropped and the connection stays open; CRLF
+   * CRLF is a keepalive ping (SIP.js sends them as WebSocket messages).
+   */
+  #onMessage(data: Uint8Array): void {
+    if (isKeepalive(data)) {
+      if (data.length === 4) this.#hooks.onFrame(this, PING_FRAME);
+      return;
+    }
+    const framed = frameDatagram(data, this.#maxMessageSize, false);
+    if (framed.type === "message") {
+      this.#hooks.onFrame(this, {
+        type: "message",
+        head: framed.head,
+        bytes: framed.bytes,
+        bodyStart: framed.bodyStart,
+      });
+    } else {
+      this.#hooks.onFrame(this, {
+        type: "error",
+        status: 400,
+        reason: framed.type === "reject" ? framed.why : `Bad Message (${framed.why})`,
+        head: framed.type === "reject" ? framed.head : undefined,
+        keepOpen: true,
+      });
+    }
   }
 
   #awaitAnswer(handlers: (FailHandler | undefined)[]): void {
@@ -342,7 +432,7 @@ export class Connection {
       this.#waitingBytes = 0;
       const data = chunks.length === 1 ? chunks[0] : concat(chunks);
       this.#inFlight = chunks.length;
-      if (chunks.length > 1 || chunks[0] !== PING) this.wroteSinceRead = true;
+      if (chunks.length > 1 || chunks[0] !== this.#pingChunk) this.wroteSinceRead = true;
       let offset = 0;
       try {
         while (offset < data.length) {
@@ -405,7 +495,7 @@ export class Connection {
       this.#hooks.onUnsent(this, held);
     }
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
-    if (this.#closeAfterFlush) this.close("closed after error response");
+    if (this.#closeAfterFlush !== false) this.close(this.#closeAfterFlush);
   }
 }
 

@@ -315,8 +315,15 @@ export class ConnectionManager {
       ) {
         this.#options.counters.inc("idle_closed");
         c.close("idle timeout");
-      } else if (c.direction === "out" && c.state === "open" && t.keepalive_interval > 0) {
-        this.#keepalive(c, now, t);
+      } else if (c.state === "open") {
+        // A transport's own keepalive (WebSocket pings, both directions), else RFC 5626 pings
+        // on outbound connections.
+        const own = c.transport.keepalive;
+        if (own !== undefined) {
+          if (own.interval > 0) this.#keepalive(c, now, own.interval, own.timeout);
+        } else if (c.direction === "out" && t.keepalive_interval > 0) {
+          this.#keepalive(c, now, t.keepalive_interval, t.keepalive_timeout);
+        }
       }
     }
     if (this.blacklist.size > 0) this.blacklist.purge(now);
@@ -560,19 +567,19 @@ export class ConnectionManager {
     return true;
   }
 
-  #keepalive(c: Connection, now: number, t: TimeoutSettings): void {
+  #keepalive(c: Connection, now: number, interval: number, timeout: number): void {
     if (c.pingSentAt === 0) {
-      if (now - c.lastRead > t.keepalive_interval && !c.writePending) c.ping();
+      if (now - c.lastRead > interval && !c.writePending) c.ping();
       return;
     }
-    if (now - c.pingSentAt <= t.keepalive_timeout) return;
+    if (now - c.pingSentAt <= timeout) return;
     if (c.wroteSinceRead) {
       // We have been sending and the peer has said nothing, not even to a ping: the stall the
       // kernel hides (it keeps taking data for a peer that no longer ACKs).
       this.#fail(
         c,
         "keepalive_timeout",
-        `no answer to a keepalive ping in ${t.keepalive_timeout} ms`,
+        `no answer to a keepalive ping in ${timeout} ms`,
       );
     } else {
       // Idle and unanswered: the peer may not do RFC 5626; nothing was lost, just close.

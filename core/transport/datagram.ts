@@ -12,15 +12,26 @@ import type { SocketAddress } from "./types.ts";
 
 /** A datagram, framed. */
 export type DatagramFrame =
-  /** A SIP message: its head and its bytes (a copy: the receive buffer is reused). */
-  | { type: "message"; head: SipHead; bytes: Uint8Array }
+  /**
+   * A SIP message: its head and its bytes (a copy unless `copy` was false: a receive buffer is
+   * reused); the body starts at `bodyStart`.
+   */
+  | { type: "message"; head: SipHead; bytes: Uint8Array; bodyStart: number }
   /** A request whose head is readable but whose body is shorter than its Content-Length. */
   | { type: "reject"; head: SipHead; why: string }
   /** Not SIP, or too large: dropped silently (answering garbage over UDP is amplification). */
   | { type: "drop"; why: string };
 
-/** Frames one datagram: Content-Length optional; bytes beyond it ignored; shorter → 400. */
-export function frameDatagram(data: Uint8Array, maxMessageSize: number): DatagramFrame {
+/**
+ * Frames one datagram, or one WebSocket message (RFC 7118: one message per WebSocket message):
+ * Content-Length optional; bytes beyond it ignored; shorter → 400. `copy`: false when `data`
+ * is the message's own buffer (the bytes are then a view of it).
+ */
+export function frameDatagram(
+  data: Uint8Array,
+  maxMessageSize: number,
+  copy = true,
+): DatagramFrame {
   if (data.length > maxMessageSize) return { type: "drop", why: "larger than max_message_size" };
   const headEnd = findHeadEnd(data);
   if (headEnd < 0) return { type: "drop", why: "no end of head" };
@@ -42,7 +53,13 @@ export function frameDatagram(data: Uint8Array, maxMessageSize: number): Datagra
       ? { type: "reject", head, why: "Body shorter than Content-Length" }
       : { type: "drop", why: "body shorter than Content-Length" };
   }
-  return { type: "message", head, bytes: data.slice(0, headEnd + length) };
+  const end = headEnd + length;
+  return {
+    type: "message",
+    head,
+    bytes: copy ? data.slice(0, end) : data.subarray(0, end),
+    bodyStart: headEnd,
+  };
 }
 
 /** Whether a datagram is only CRs and LFs (a keepalive). */

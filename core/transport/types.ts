@@ -11,6 +11,29 @@ export interface SocketAddress {
   port: number;
 }
 
+/**
+ * What a message-oriented socket (WebSocket, RFC 7118: one SIP message per WebSocket message)
+ * asks of the core: how a message is put on the wire and how a keepalive ping looks.
+ */
+export interface MessageFraming {
+  /** One SIP message as the bytes to write (a WebSocket frame). */
+  encode(message: Uint8Array): Uint8Array;
+  /** A keepalive ping for the wire (a WebSocket ping frame); its answer calls `alive()`. */
+  ping(): Uint8Array;
+  /** Largest message accepted; the core sets it from the limits (and on reload). */
+  maxMessageSize: number;
+}
+
+/** What the core gives a socket that speaks a protocol of its own under SIP (WebSocket). */
+export interface SocketControl {
+  /** Queues protocol bytes (a pong, a close frame) on the connection's write path, in order. */
+  send(bytes: Uint8Array): void;
+  /** The peer answered a ping (it is alive; not a SIP message). */
+  alive(): void;
+  /** Closes the connection once what is queued is written (after a close frame). */
+  end(reason: string): void;
+}
+
 /** One connected byte stream. */
 export interface StreamSocket {
   readonly localAddr: SocketAddress;
@@ -18,8 +41,20 @@ export interface StreamSocket {
   /**
    * Starts reading. `onData` gets each chunk read; the chunk may be reused after the call
    * returns. `onClose` is called once when the stream ends or fails (after `close()` too).
+   * A message-oriented socket (`messages` set) hands `onData` one whole message per call and
+   * uses `control` for its own protocol.
    */
-  start(onData: (chunk: Uint8Array) => void, onClose: (error?: Error) => void): void;
+  start(
+    onData: (chunk: Uint8Array) => void,
+    onClose: (error?: Error) => void,
+    control?: SocketControl,
+  ): void;
+  /**
+   * Set when each `onData` chunk is one whole SIP message and each message must be written as
+   * `encode(message)` (WebSocket): the core then frames by message (Content-Length optional)
+   * and never coalesces two messages into one.
+   */
+  readonly messages?: MessageFraming;
   /**
    * Writes bytes; resolves with how many the kernel took (may be fewer than given: the
    * caller writes the rest). Stays pending while the peer does not read; `close()` rejects it.
@@ -71,6 +106,18 @@ export interface StreamTransport {
   readonly secure: boolean;
   /** Port used when a URI has none: 5060, or 5061 for TLS. */
   readonly defaultPort: number;
+  /**
+   * Clients of this transport cannot be reached by address (WebSocket clients put an `.invalid`
+   * host in Contact and Via, RFC 7118 §5): every REGISTER and dialog-forming request from them
+   * gets a flow (RFC 5626 Path / Record-Route with a flow token), asked for or not.
+   */
+  readonly flowsOnly?: boolean;
+  /**
+   * Keepalive pings on every connection of this transport, both directions (WebSocket pings),
+   * in ms; read on every timer sweep, so a reload applies. Without it, the `timeouts` plugin's
+   * keepalive applies to outbound connections only.
+   */
+  readonly keepalive?: { readonly interval: number; readonly timeout: number };
   /**
    * Opens a listening socket (with SO_REUSEPORT, so every worker can listen on it), bound when
    * it returns or resolves; accepting starts with `start()`.

@@ -26,7 +26,11 @@ async function prepared(table: unknown, dir: string, port = 0): Promise<TlsConfi
 async function instance(
   config: TlsConfig,
 ): Promise<WorkerPlugin<TlsConfig> & { transport: StreamTransport }> {
-  const made = await plugin.worker!(config, { workerId: 1, logger: log });
+  const made = await plugin.worker!(config, {
+    workerId: 1,
+    logger: log,
+    transport: () => undefined,
+  });
   return made as WorkerPlugin<TlsConfig> & { transport: StreamTransport };
 }
 
