@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { ProxyEnv } from "./support/proxy_env.ts";
 import { buildRequest, buildResponse, TestUac, TestUas } from "./support/sip_peer.ts";
-import { withOutput } from "./support/sipedge_process.ts";
+import { freePort, startSipedge, withOutput } from "./support/sipedge_process.ts";
+import { TestPki } from "./support/tls_certs.ts";
 import { WsClient } from "./support/ws_peer.ts";
 import { CLOSE, encodeFrame, OPCODE } from "../plugins/websocket/frames.ts";
 
@@ -349,3 +350,129 @@ function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+Deno.test("websocket: wss certificates come from [plugins.tls] domains by SNI; a reload swaps them and adds a ws listener, open connections kept", async () => {
+  await using pki = await TestPki.create();
+  const ca = await pki.ca("Test CA");
+  const a = await pki.issue(ca, "a", { dns: ["a.example"] });
+  const a2 = await pki.issue(ca, "a2", { dns: ["a.example"] });
+  const fallback = await pki.issue(ca, "fallback", { dns: ["default.example"] });
+  const [wssPort, wsPort] = [freePort(), freePort()];
+  const path = pki.path("sipedge.toml");
+  const config = (aCert: typeof a, withWs: boolean) =>
+    `[sipedge]
+workers = 2
+shutdown_timeout = "200ms"
+[control]
+address = "127.0.0.1:0"
+[[listen]]
+address = "tcp:127.0.0.1:0"
+[[listen]]
+address = "wss:127.0.0.1:${wssPort}"
+${withWs ? `[[listen]]\naddress = "ws:127.0.0.1:${wsPort}"\n` : ""}
+[[plugins.tls.server_domains]]
+name = "a"
+listener = "127.0.0.1:${wssPort}"
+server_names = ["a.example"]
+certificate = "${aCert.cert}"
+private_key = "${aCert.key}"
+[[plugins.tls.server_domains]]
+name = "fallback"
+certificate = "${fallback.cert}"
+private_key = "${fallback.key}"
+`;
+  await Deno.writeTextFile(path, config(a, false));
+  await using proxy = await startSipedge({ args: ["--config", path] });
+  await withOutput(proxy, async () => {
+    const api = /sipedge control API: (http:\/\/127\.0\.0\.1:\d+)/.exec(proxy.output())![1];
+    const cn = (client: WsClient) =>
+      (client.socket as import("node:tls").TLSSocket).getPeerCertificate().subject.CN;
+    const ping = async (client: WsClient, port: number, transport: string) => {
+      const request = browserRequest("OPTIONS", `sip:127.0.0.1:${port};transport=${transport}`);
+      client.send(request.bytes);
+      const answer = await client.message((m) => m.callId === request.callId);
+      assert.equal(answer.status, 200);
+    };
+    await using before = await WsClient.connect({
+      port: wssPort,
+      secure: true,
+      servername: "a.example",
+    });
+    assert.equal(cn(before), "a");
+    await using noSni = await WsClient.connect({ port: wssPort, secure: true });
+    assert.equal(cn(noSni), "fallback");
+    await ping(before, wssPort, "wss");
+
+    await Deno.writeTextFile(path, config(a2, true));
+    const report = await (await fetch(`${api}/reload`, { method: "POST" })).json();
+    assert.equal(report.ok, true, JSON.stringify(report));
+    await using after = await WsClient.connect({
+      port: wssPort,
+      secure: true,
+      servername: "a.example",
+    });
+    assert.equal(cn(after), "a2", "a new handshake gets the new certificate");
+    await ping(before, wssPort, "wss"); // the connection made before the reload still works
+    await using plain = await WsClient.connect({ port: wsPort });
+    await ping(plain, wsPort, "ws");
+  });
+});
+
+Deno.test("websocket: a browser that stops reading: queue limit and send timeout apply, the flow then fails with 430", async () => {
+  await using registrar = TestUas.listen();
+  await using edge = await ProxyEnv.start(
+    1,
+    `[plugins.static_router]
+[[plugins.static_router.routes]]
+methods = ["REGISTER"]
+destination = "${registrar.uri}"
+[plugins.limits]
+conn_wq_max = 65536
+[plugins.timeouts]
+send_timeout = "1s"`,
+    { listen: LISTEN },
+  );
+  await withOutput(edge.proxy, async () => {
+    const p = ports(edge);
+    await using browser = await WsClient.connect({ port: p.ws });
+    const register = browserRequest("REGISTER", "sip:example.com");
+    browser.send(register.bytes);
+    assert.equal((await browser.message()).status, 200);
+    const seen = (await registrar.waitForCallId(register.callId)).message;
+    const path = /^<([^>]+)>$/.exec(seen.header("path")!)![1];
+    browser.socket.pause(); // the browser's tab hangs: nothing is read any more
+
+    await using core = await TestUac.connect(p.tcp);
+    const message = () =>
+      buildRequest({
+        method: "MESSAGE",
+        uri: "sip:kq8u5pp7@df7jal23ls0d.invalid;transport=ws",
+        via: `SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK${crypto.randomUUID()}`,
+        headers: [`Route: <${path}>`, "Content-Type: text/plain"],
+        body: "x".repeat(16_000),
+      });
+    // Until sipedge refuses one (the kernel buffers fill first): 503 queue full.
+    let refused;
+    for (let i = 0; i < 400 && refused === undefined; i++) {
+      await core.send(message().bytes);
+      refused = await core.nextMessage(20).catch(() => undefined);
+    }
+    assert.ok(refused, "a message was refused");
+    assert.equal(refused.status, 503);
+    assert.match(refused.header("reason") ?? "", /queue full/);
+    // No write progress for send_timeout: the connection fails; the flow is gone.
+    await edge.until(
+      async () => (await edge.connections()).some((c) => c.transport === "ws") ? undefined : true,
+      5000,
+      "the ws connection to be closed by send_timeout",
+    );
+    const counters = await edge.counters();
+    assert.ok(counters.queue_full >= 1 && counters.send_timeouts === 1, JSON.stringify(counters));
+    const gauges = await (await fetch(`${edge.controlUrl}/status`)).json();
+    assert.equal(gauges.queued_bytes ?? gauges.gauges?.queued_bytes, 0);
+    await core.send(message().bytes);
+    let answer = await core.nextMessage();
+    while (answer.status === 503 || answer.status === 408) answer = await core.nextMessage();
+    assert.equal(answer.status, 430);
+  });
+});
