@@ -75,7 +75,7 @@ export async function prepareTls(
     const listener = parseListener(d.listener);
     if (listener !== undefined && !listeners.some((l) => sameListener(l, listener))) {
       warnings.push(
-        `server domain ${d.name} is for listener ${d.listener}, which is not a tls listen address; it is not used`,
+        `server domain ${d.name} is for listener ${d.listener}, which is not a tls or wss listen address; it is not used`,
       );
     }
     if (d.verify_client !== "off" && d.ca_list === undefined) {
@@ -153,7 +153,7 @@ export async function prepareTls(
   }
 
   // Listeners no domain covers: a generated certificate, like Caddy's for local use.
-  for (const listener of listeners) {
+  for (const [i, listener] of listeners.entries()) {
     if (domainsForListener(server, listener).length > 0) continue;
     const material = generatedFor(listener, now);
     const info = pemInfo(material.certificate);
@@ -171,7 +171,9 @@ export async function prepareTls(
       info,
     });
     warnings.push(
-      `tls listener ${formatListener(listener)}: no certificate configured, using a generated ` +
+      `${context.listeners[i].transport} listener ${
+        formatListener(listener)
+      }: no certificate configured, using a generated ` +
         `self-signed one (${info.sans.join(", ")}; SHA-256 ${info.fingerprint}); ` +
         "configure [[plugins.tls.server_domains]] for real use",
     );
