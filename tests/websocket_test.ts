@@ -296,14 +296,21 @@ ping_timeout = "500ms"`,
   });
 });
 
-Deno.test("websocket: sipedge connects to a ws upstream (Deno's own WebSocket server as the peer)", async () => {
+/** A WebSocket SIP server on Deno's own WebSocket (a peer that is not sipedge's code). */
+function wsUpstream(tls?: { cert: string; key: string }) {
   const received: string[] = [];
+  const protocols: string[] = [];
   const controller = new AbortController();
-  let protocol = "";
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen: () => {} },
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: controller.signal,
+      onListen: () => {},
+      ...(tls ?? {}),
+    },
     (request) => {
-      protocol = request.headers.get("sec-websocket-protocol") ?? "";
+      protocols.push(request.headers.get("sec-websocket-protocol") ?? "");
       const { socket, response } = Deno.upgradeWebSocket(request, { protocol: "sip" });
       socket.onmessage = (event) => {
         const text = String(event.data);
@@ -315,30 +322,57 @@ Deno.test("websocket: sipedge connects to a ws upstream (Deno's own WebSocket se
       return response;
     },
   );
-  try {
-    await using edge = await ProxyEnv.start(2, "", { listen: LISTEN });
-    await withOutput(edge.proxy, async () => {
-      await using client = await TestUac.connect(edge.port);
+  return {
+    port: server.addr.port,
+    received,
+    protocols,
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await server.finished;
+    },
+  };
+}
+
+Deno.test("websocket: sipedge connects to ws and wss upstreams (Deno's own WebSocket server as the peer)", async () => {
+  await using pki = await TestPki.create();
+  const ca = await pki.ca("Test CA");
+  const cert = await pki.issue(ca, "upstream", { ips: ["127.0.0.1"] });
+  await using plain = wsUpstream();
+  await using secure = wsUpstream({ cert: cert.certPem, key: cert.keyPem });
+  await using edge = await ProxyEnv.start(
+    2,
+    `[[plugins.tls.client_domains]]
+name = "test"
+match = ["127.0.0.1"]
+ca_list = "${ca.cert}"`,
+    { listen: LISTEN },
+  );
+  await withOutput(edge.proxy, async () => {
+    await using client = await TestUac.connect(edge.port);
+    for (const [upstream, transport] of [[plain, "ws"], [secure, "wss"]] as const) {
       for (let i = 0; i < 3; i++) {
         const request = buildRequest({
-          uri: `sip:svc@127.0.0.1:${server.addr.port};transport=ws`,
+          uri: `sip:svc@127.0.0.1:${upstream.port};transport=${transport}`,
           via: `SIP/2.0/TCP 127.0.0.1:${client.localPort};branch=z9hG4bK${crypto.randomUUID()}`,
         });
         await client.send(request.bytes);
         const answer = await client.nextMessage();
-        assert.equal(answer.status, 200);
+        assert.equal(answer.status, 200, answer.text);
         assert.equal(answer.callId, request.callId);
       }
-      assert.equal(protocol, "sip");
-      assert.match(received[0], /^OPTIONS sip:svc@127\.0\.0\.1:\d+;transport=ws SIP\/2\.0\r\n/);
-      assert.match(received[0], /\r\nVia: SIP\/2\.0\/WS 127\.0\.0\.1:\d+;branch=/);
-      const out = (await edge.connections()).filter((c) => c.direction === "out");
-      assert.ok(out.some((c) => c.transport === "ws"), JSON.stringify(out));
-    });
-  } finally {
-    controller.abort();
-    await server.finished;
-  }
+      assert.deepEqual(new Set(upstream.protocols), new Set(["sip"]));
+      assert.match(
+        upstream.received[0],
+        new RegExp(`^OPTIONS sip:svc@127\\.0\\.0\\.1:\\d+;transport=${transport} SIP/2\\.0\r\n`),
+      );
+      assert.match(
+        upstream.received[0],
+        new RegExp(`\r\nVia: SIP/2\\.0/${transport.toUpperCase()} 127\\.0\\.0\\.1:\\d+;branch=`),
+      );
+    }
+    const out = (await edge.connections()).filter((c) => c.direction === "out");
+    assert.deepEqual(new Set(out.map((c) => c.transport)), new Set(["ws", "wss"]));
+  });
 });
 
 function concat(parts: Uint8Array[]): Uint8Array {
