@@ -510,3 +510,30 @@ send_timeout = "1s"`,
     assert.equal(answer.status, 430);
   });
 });
+
+Deno.test("websocket: a frame trickled in (slowloris) is cut by message_read_timeout", async () => {
+  await using edge = await ProxyEnv.start(
+    1,
+    `[plugins.timeouts]
+message_read_timeout = "700ms"`,
+    { listen: LISTEN },
+  );
+  await withOutput(edge.proxy, async () => {
+    const p = ports(edge);
+    await using slow = await WsClient.connect({ port: p.ws });
+    const frame = encodeFrame(
+      OPCODE.text,
+      browserRequest("OPTIONS", "sip:x@127.0.0.1").bytes,
+      true,
+    );
+    const started = Date.now();
+    for (let i = 0; i < 40 && !slow.closed; i++) {
+      slow.sendRaw(frame.subarray(i, i + 1));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await slow.ended(3000);
+    const took = Date.now() - started;
+    assert.ok(took < 3000, `closed after ${took} ms`);
+    assert.ok((await edge.counters()).read_timeouts >= 1);
+  });
+});

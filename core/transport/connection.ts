@@ -104,7 +104,10 @@ export class Connection {
   /** Time of the last byte read (ms since epoch; the connect time before any). */
   lastRead = this.createdAt;
   /** When the incomplete message now buffered started (0 when none). */
-  partialSince = 0;
+  get partialSince(): number {
+    return this.#framing?.partialSince ?? this.#partialSince;
+  }
+  #partialSince = 0;
   /** When the current write started or last made progress (meaningful in async mode). */
   progressAt = 0;
   /** When the last keepalive ping was queued (0 when none is unanswered). */
@@ -376,8 +379,8 @@ export class Connection {
       this.#hooks.onFrame(this, frame);
     });
     // The read timeout runs per message: from the read that started the incomplete one.
-    if (this.#framer.buffered === 0) this.partialSince = 0;
-    else if (this.partialSince === 0 || frames > 0) this.partialSince = this.lastRead;
+    if (this.#framer.buffered === 0) this.#partialSince = 0;
+    else if (this.#partialSince === 0 || frames > 0) this.#partialSince = this.lastRead;
   }
 
   /**

@@ -22,6 +22,11 @@ export interface MessageFraming {
   ping(): Uint8Array;
   /** Largest message accepted; the core sets it from the limits (and on reload). */
   maxMessageSize: number;
+  /**
+   * When the message being read started (ms since epoch; 0 between messages), for the core's
+   * message_read_timeout: a frame trickled in byte by byte is a slowloris like any other.
+   */
+  readonly partialSince: number;
 }
 
 /** What the core gives a socket that speaks a protocol of its own under SIP (WebSocket). */

@@ -68,6 +68,8 @@ export class WebSocketSocket implements StreamSocket {
   /** Bytes read before start(): the frames that followed the handshake at once. */
   #early: Uint8Array[] = [];
   #ended: { error?: Error } | undefined;
+  /** When the frame or message being read started (0: none), for message_read_timeout. */
+  #partialSince = 0;
 
   constructor(inner: StreamSocket, tap: Tap, client: boolean, info: HandshakeInfo) {
     this.#inner = inner;
@@ -76,11 +78,16 @@ export class WebSocketSocket implements StreamSocket {
     this.localAddr = inner.localAddr;
     this.remoteAddr = inner.remoteAddr;
     const masked = client;
+    // deno-lint-ignore no-this-alias
+    const socket = this;
     this.messages = {
       encode: (message) =>
         encodeFrame(isText(message) ? OPCODE.text : OPCODE.binary, message, masked),
       ping: () => encodeFrame(OPCODE.ping, EMPTY, masked),
       maxMessageSize: 65535,
+      get partialSince() {
+        return socket.#partialSince;
+      },
     };
     this.#reader = new FrameReader({
       expectMasked: !client,
@@ -126,7 +133,15 @@ export class WebSocketSocket implements StreamSocket {
   }
 
   #read(chunk: Uint8Array): void {
-    this.#reader.feed(chunk, (event) => this.#event(event));
+    let messages = 0;
+    this.#reader.feed(chunk, (event) => {
+      if (event.type === "message") messages++;
+      this.#event(event);
+    });
+    // As for streams: the timeout runs per message, from the read that started the incomplete
+    // one; control frames do not restart it.
+    if (!this.#reader.partial) this.#partialSince = 0;
+    else if (this.#partialSince === 0 || messages > 0) this.#partialSince = Date.now();
   }
 
   #event(event: ReadEvent): void {
