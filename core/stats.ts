@@ -44,6 +44,7 @@ export const COUNTER_HELP = {
   flows_registered: "REGISTERs forwarded with a Path carrying a flow token (RFC 5626)",
   flow_failed: "requests for a flow whose connection is gone (answered 430 Flow Failed)",
   flow_token_invalid: "requests with a flow token that does not verify (answered 403)",
+  acks_absorbed: "ACKs for final responses sipedge made itself (not forwarded)",
   directory_full: "inbound connections not published in the connection directory (table full)",
   udp_datagrams_in: "UDP datagrams received (SIP, keepalives and STUN)",
   udp_dropped: "UDP datagrams dropped: not SIP, too large, or a body shorter than Content-Length",

@@ -26,7 +26,7 @@ import {
   type Via,
 } from "../sip/header_values.ts";
 import { addContentLength, endOfHeadLength, MessageEdit } from "../sip/message_edit.ts";
-import { buildReply } from "../sip/reply.ts";
+import { buildReply, LOCAL_TAG_PREFIX } from "../sip/reply.ts";
 import { formatHostPort, parseSipUri, type SipUri, sipUriProblem } from "../sip/uri.ts";
 import { type Destination, destinationOf } from "../transport/destination.ts";
 import type { Router, RouteResult } from "../plugin/types.ts";
@@ -68,6 +68,10 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     splitCommaValues(head.text, viaFields[0].valueStart, viaFields[0].valueEnd, 1)[0];
   const topVia = topViaRange && parseVia(head.text.slice(topViaRange.start, topViaRange.end));
   if (topVia === undefined) return reject(400, "Malformed Via header");
+  // The ACK for a final response sipedge made itself (a failure it answered): it ends there.
+  if (isAck && tagOf(getValue(head, "to"))?.startsWith(LOCAL_TAG_PREFIX)) {
+    return host.count("acks_absorbed");
+  }
 
   // The Request-URI, checked before any routing: a scheme sipedge does not carry is refused
   // even when a route would take it; tel: URIs go to the routers.

@@ -131,7 +131,7 @@ Deno.test("forwardRequest: Max-Forwards", async (t) => {
   });
   await t.step("0 → 483 Too Many Hops (exact bytes)", () => {
     const { reply, host } = replied(edit(request(), "Max-Forwards: 70", "Max-Forwards: 0"));
-    const tag = /;tag=([0-9a-f]{12})\r\n/.exec(reply)?.[1];
+    const tag = /;tag=(sipedge-[0-9a-f]{12})\r\n/.exec(reply)?.[1];
     assert.ok(tag, reply);
     assert.equal(
       reply,
@@ -757,7 +757,7 @@ Deno.test("forwardRequest: requests to our own address", async (t) => {
       "To: <sip:192.0.2.10>",
     );
     const { reply, host } = replied(text);
-    const tag = /\r\nTo: <sip:192\.0\.2\.10>;tag=([0-9a-f]{12})\r\n/.exec(reply)?.[1];
+    const tag = /\r\nTo: <sip:192\.0\.2\.10>;tag=(sipedge-[0-9a-f]{12})\r\n/.exec(reply)?.[1];
     assert.ok(tag, reply);
     assert.equal(
       reply,
@@ -866,7 +866,7 @@ Deno.test("forwardRequest: a failed send gets a 503 with a Reason", async (t) =>
       assert.equal(getHeader(head, "reason"), `SIP;cause=503;text="${text}"`);
       assert.equal(getHeader(head, "via"), CLIENT_VIA.slice(5, -2));
       assert.equal(getHeader(head, "cseq"), "1 INVITE");
-      assert.match(getHeader(head, "to")!, /^<sip:bob@example\.com>;tag=[0-9a-f]{12}$/);
+      assert.match(getHeader(head, "to")!, /^<sip:bob@example\.com>;tag=sipedge-[0-9a-f]{12}$/);
       assert.equal(host.counter("send_failed"), 1);
     });
   }
@@ -1154,4 +1154,24 @@ Deno.test("forwardRequest: a dialog-forming request from a flow is Record-Routed
     source.flowToken(true);
     assert.ok(!forwarded(request(), { host, source }).out.includes("Record-Route"));
   });
+});
+
+Deno.test("forwardRequest: the ACK for a reply sipedge made is absorbed; other ACKs go on", () => {
+  const { reply } = replied(edit(request(), "Max-Forwards: 70", "Max-Forwards: 0"));
+  const tag = /;tag=(sipedge-[0-9a-f]{12})\r\n/.exec(reply)![1];
+  const ack = edit(
+    edit(request("ACK"), "To: <sip:bob@example.com>", `To: <sip:bob@example.com>;tag=${tag}`),
+    "CSeq: 1 ACK",
+    "CSeq: 1 ACK",
+  );
+  const { host, source } = forward(ack);
+  assert.equal(host.sent.length, 0, "not forwarded");
+  assert.deepEqual(source.replies, [], "never answered");
+  assert.equal(host.counter("acks_absorbed"), 1);
+  const other = edit(
+    request("ACK"),
+    "To: <sip:bob@example.com>",
+    "To: <sip:bob@example.com>;tag=u1",
+  );
+  assert.equal(forwarded(other).host.counter("acks_absorbed"), 0);
 });

@@ -44,6 +44,7 @@ export type ProxyCounter =
   | "flows_registered"
   | "flow_failed"
   | "flow_token_invalid"
+  | "acks_absorbed"
   | "udp_mtu_to_tcp"
   | "udp_over_mtu";
 

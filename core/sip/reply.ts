@@ -44,13 +44,21 @@ export function buildReply(
   return latin1Encode(text);
 }
 
+/**
+ * Prefix of the To tags of sipedge's own replies: the ACK for one of them (a non-2xx final
+ * response, RFC 3261 §17.1.1.3) carries the tag, so sipedge recognises it and absorbs it instead
+ * of forwarding it to where the request could not go (Kamailio's sl module does the same).
+ */
+export const LOCAL_TAG_PREFIX = "sipedge-";
+
 /** A To tag equal for retransmissions of one request. */
 export function stableToTag(head: SipHead): string {
   const value = (name: string) => {
     const field = findHeader(head, name);
     return field === undefined ? "" : headerValue(head, field);
   };
-  return hash64(`${value("call-id")}|${value("from")}|${value("via")}`).slice(0, 12);
+  return LOCAL_TAG_PREFIX +
+    hash64(`${value("call-id")}|${value("from")}|${value("via")}`).slice(0, 12);
 }
 
 const HEADER_NAMES: Record<string, string> = { from: "From", "call-id": "Call-ID", cseq: "CSeq" };
