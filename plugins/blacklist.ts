@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
+import { worker } from "./blacklist_worker.ts";
 import type { BlacklistSettings } from "../core/policy/settings.ts";
 import { BLACKLIST_REASONS } from "../core/policy/failure.ts";
 import { positiveDurationSchema } from "../core/config/schema.ts";
@@ -30,7 +31,7 @@ const plugin: PluginDefinition<BlacklistSettings> = {
   kind: "policy",
   description: "Blocks failed destinations for a while; sends to them fail at once.",
   config,
-  worker: (cfg) => ({ policy: { blacklist: cfg } }),
+  worker,
 };
 
 export default plugin;

@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
+import { worker } from "./flood_guard_worker.ts";
 import type { FloodGuardSettings } from "../core/policy/settings.ts";
 import { positiveDurationSchema } from "../core/config/schema.ts";
 import { parseCidr } from "../core/policy/ip_prefix.ts";
@@ -70,7 +71,7 @@ const plugin: PluginDefinition<FloodGuardSettings> = {
   kind: "policy",
   description: "Bans sources sending requests too fast (counted over all workers).",
   config: config as unknown as z.ZodType<FloodGuardSettings>,
-  worker: (cfg) => ({ policy: { flood_guard: cfg } }),
+  worker,
 };
 
 export default plugin;

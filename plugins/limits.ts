@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
+import { worker } from "./limits_worker.ts";
 import type { LimitSettings } from "../core/policy/settings.ts";
 
 const config = z.strictObject({
@@ -36,7 +37,7 @@ const plugin: PluginDefinition<LimitSettings> = {
   kind: "policy",
   description: "Write-queue, connection and message-size limits (always enabled).",
   config,
-  worker: (cfg) => ({ policy: { limits: cfg } }),
+  worker,
 };
 
 export default plugin;

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
+import { worker } from "./timeouts_worker.ts";
 import { durationSchema, positiveDurationSchema } from "../core/config/schema.ts";
 import type { TimeoutSettings } from "../core/policy/settings.ts";
 
@@ -37,7 +38,7 @@ const plugin: PluginDefinition<TimeoutSettings> = {
   kind: "policy",
   description: "Connect, send, read, idle and keepalive timeouts (always enabled).",
   config,
-  worker: (cfg) => ({ policy: { timeouts: cfg } }),
+  worker,
 };
 
 export default plugin;

@@ -6,16 +6,17 @@
  *
  * - `prepare` (supervisor): reads and checks every file, generates self-signed certificates for
  *   listeners without one (./tls/prepare.ts).
- * - `worker`: node:tls listeners and connects (./tls/transport.ts); `reload` builds the new
- *   domain tables and returns the swap.
+ * - `worker` (./tls_worker.ts, what reader workers import: no zod): node:tls listeners and
+ *   connects (./tls/transport.ts); `reload` builds the new domain tables and returns the swap.
  * - `inspect`: the domains with their certificates' subject, SANs, expiry and fingerprint.
  * @module
  */
 import type { z } from "zod";
 import type { PluginDefinition } from "../core/plugin/types.ts";
-import { formatListener, prepareTls } from "./tls/prepare.ts";
+import { formatListener } from "./tls/domains.ts";
+import { prepareTls } from "./tls/prepare.ts";
 import { type TlsConfig, tlsSettingsSchema } from "./tls/settings.ts";
-import { TlsState, TlsTransport } from "./tls/transport.ts";
+import { worker } from "./tls_worker.ts";
 
 /** The tls plugin. */
 const plugin: PluginDefinition<TlsConfig> = {
@@ -26,19 +27,7 @@ const plugin: PluginDefinition<TlsConfig> = {
   config: tlsSettingsSchema as unknown as z.ZodType<TlsConfig>,
   prepare: (config, context) => prepareTls(config, context),
   inspect: (config) => inspectTls(config),
-  worker: (config, context) => {
-    const transport = new TlsTransport(new TlsState(config), context.logger);
-    if (context.workerId === 0) {
-      for (const warning of transport.state.warnings) context.logger.warn(warning);
-    }
-    return {
-      transport,
-      reload: (next) => {
-        const state = new TlsState(next);
-        return () => transport.apply(state);
-      },
-    };
-  },
+  worker,
 };
 
 /** What the control API shows: domains and certificate facts, never keys. */

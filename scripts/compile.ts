@@ -5,9 +5,9 @@
  *
  * - the reader worker's module (`core/worker.ts`: started with `new Worker(new URL(...))`,
  *   which `deno compile` does not follow),
- * - every built-in plugin (the modules `BUILTIN_PLUGINS` in core/plugin/registry.ts imports,
- *   read from Deno's own module graph, so a new built-in plugin is embedded without a change
- *   here),
+ * - every built-in plugin and its worker module (the modules `BUILTIN_PLUGINS` and
+ *   `BUILTIN_WORKERS` in core/plugin/registry.ts import, read from Deno's own module graph, so
+ *   a new built-in plugin is embedded without a change here),
  * - the user plugins given with `--plugin`, listed by name in a generated module
  *   (`dist/embedded_plugins.ts`) that the registry reads in the binary: a compiled binary
  *   cannot import a module that was not embedded (deno issue 18327).
@@ -23,7 +23,7 @@
  * @module
  */
 import { dirname, relative, resolve } from "node:path";
-import { BUILTIN_PLUGINS, loadPlugin } from "../core/plugin/registry.ts";
+import { BUILTIN_PLUGINS, BUILTIN_WORKERS, loadPlugin } from "../core/plugin/registry.ts";
 
 /** The repository root (holds main.ts and deno.json). */
 export const REPO_ROOT: string = resolve(new URL("..", import.meta.url).pathname);
@@ -59,8 +59,10 @@ export interface ExtraPlugin {
 export interface CompilePlan {
   /** Repo-relative paths (or absolute ones outside the repo) passed with `--include`. */
   includes: string[];
-  /** Built-in plugin modules, repo-relative. */
+  /** Built-in plugin modules (definitions), repo-relative. */
   builtins: string[];
+  /** The built-in plugins' worker modules, repo-relative. */
+  builtinWorkers: string[];
   extras: ExtraPlugin[];
   /** Arguments after `deno`. */
   args: string[];
@@ -108,26 +110,54 @@ export async function codeClosure(path: string): Promise<Set<string>> {
   return out;
 }
 
-/**
- * The built-in plugin modules, repo-relative: the dynamic imports of core/plugin/registry.ts
- * under plugins/. Throws when their number differs from `BUILTIN_PLUGINS` (an import Deno
- * cannot see, which the binary would lack).
- */
-export async function builtinPluginFiles(): Promise<string[]> {
+/** The dynamic imports of core/plugin/registry.ts under plugins/, repo-relative, sorted. */
+async function registryPluginImports(): Promise<string[]> {
   const info = await denoInfo(`${REPO_ROOT}/core/plugin/registry.ts`);
   const registry = info.modules.find((m) => m.specifier === info.roots[0]);
-  const files = (registry?.dependencies ?? [])
+  return (registry?.dependencies ?? [])
     .map((d) => d.code?.specifier)
     .filter((s): s is string => s !== undefined && s.startsWith("file:"))
     .map((s) => relative(REPO_ROOT, decodeURIComponent(new URL(s).pathname)))
     .filter((p) => p.startsWith("plugins/"))
     .sort();
+}
+
+/** Whether a module is a built-in plugin's worker side (`plugins/NAME_worker.ts`). */
+function isWorkerModule(file: string): boolean {
+  return file.endsWith("_worker.ts");
+}
+
+/**
+ * The built-in plugin modules (definitions), repo-relative: the dynamic imports of
+ * core/plugin/registry.ts under plugins/ that are not worker modules. Throws when their number
+ * differs from `BUILTIN_PLUGINS` (an import Deno cannot see, which the binary would lack).
+ */
+export async function builtinPluginFiles(): Promise<string[]> {
+  const files = (await registryPluginImports()).filter((f) => !isWorkerModule(f));
   const names = Object.keys(BUILTIN_PLUGINS);
   if (files.length !== names.length) {
     throw new Error(
       `core/plugin/registry.ts has ${names.length} built-in plugins (${names.join(", ")}) but ` +
         `Deno sees ${files.length} plugin imports (${files.join(", ")}): every built-in ` +
         'plugin must be imported with a literal specifier (import("../../plugins/x.ts"))',
+    );
+  }
+  return files;
+}
+
+/**
+ * The built-in plugins' worker modules (`plugins/NAME_worker.ts`, what reader workers load),
+ * repo-relative, read from Deno's graph of core/plugin/registry.ts like
+ * {@link builtinPluginFiles}. Throws when they are not one per name of `BUILTIN_WORKERS`.
+ */
+export async function builtinWorkerFiles(): Promise<string[]> {
+  const files = (await registryPluginImports()).filter(isWorkerModule);
+  const expected = Object.keys(BUILTIN_WORKERS).map((n) => `plugins/${n}_worker.ts`).sort();
+  if (JSON.stringify(files) !== JSON.stringify(expected)) {
+    throw new Error(
+      `core/plugin/registry.ts: BUILTIN_WORKERS should import ${expected.join(", ")} but Deno ` +
+        `sees ${files.join(", ") || "none"}: every worker module must be imported with a ` +
+        'literal specifier (import("../../plugins/x_worker.ts"))',
     );
   }
   return files;
@@ -177,11 +207,12 @@ export async function planCompile(
   options: { check?: boolean } = {},
 ): Promise<CompilePlan> {
   const builtins = await builtinPluginFiles();
+  const builtinWorkers = await builtinWorkerFiles();
   const extraIncludes = extras.map((e) => {
     const rel = relative(REPO_ROOT, e.path);
     return rel.startsWith("..") ? e.path : rel;
   });
-  const includes = [WORKER_MODULE, ...builtins, MANIFEST, ...extraIncludes];
+  const includes = [WORKER_MODULE, ...builtins, ...builtinWorkers, MANIFEST, ...extraIncludes];
   const args = [
     "compile",
     ...(options.check === false ? ["--no-check"] : []),
@@ -191,7 +222,7 @@ export async function planCompile(
     output,
     "main.ts",
   ];
-  return { includes, builtins, extras: [...extras], args };
+  return { includes, builtins, builtinWorkers, extras: [...extras], args };
 }
 
 /** Every code module the binary needs, absolute paths. */
@@ -200,6 +231,7 @@ export async function requiredFiles(plan: CompilePlan): Promise<Set<string>> {
     "main.ts",
     WORKER_MODULE,
     ...plan.builtins,
+    ...plan.builtinWorkers,
     MANIFEST,
     ...plan.extras.map((e) => e.path),
   ];

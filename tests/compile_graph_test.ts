@@ -159,6 +159,7 @@ Deno.test("compile: deno compile embeds every module sipedge needs (worker, plug
         MANIFEST,
         "examples/header_router.ts",
         ...result.plan.builtins,
+        ...result.plan.builtinWorkers,
       ];
       for (const file of needed) {
         assert.ok(result.required.has(`${REPO_ROOT}/${file}`), `${file} counted as needed`);

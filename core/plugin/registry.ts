@@ -1,12 +1,20 @@
 /**
- * Finds plugin modules: built-in plugins by name (static imports, so `deno compile` embeds
+ * Finds plugin modules: built-in plugins by name (literal imports, so `deno compile` embeds
  * them), user plugins by path. Supervisor and workers load plugins through this one module.
+ *
+ * A built-in plugin is two modules: its definition (`plugins/NAME.ts`: the zod schema,
+ * `prepare`, `inspect`), which the supervisor loads, and its worker side
+ * (`plugins/NAME_worker.ts`: the `worker` hook, no zod), which reader workers load, so that zod
+ * and the schemas stay out of every worker isolate (docs/decisions.md, "Memory at rest"). A user
+ * plugin is one module, loaded by both.
  * @module
  */
-import type { PluginDefinition } from "./types.ts";
+import type { PluginDefinition, PluginWorker } from "./types.ts";
 import { describeError } from "./owners.ts";
 
 type ModuleLoader = () => Promise<{ default: PluginDefinition<unknown> }>;
+type WorkerModule = { worker: PluginWorker<unknown> };
+type WorkerLoader = () => Promise<WorkerModule>;
 
 /** Built-in plugins by name. */
 export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
@@ -25,6 +33,23 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, ModuleLoader>> = {
     import("../../plugins/blacklist.ts") as Promise<{ default: PluginDefinition<unknown> }>,
   flood_guard: () =>
     import("../../plugins/flood_guard.ts") as Promise<{ default: PluginDefinition<unknown> }>,
+};
+
+/**
+ * The worker side of each built-in plugin, by name: the module whose `worker` is the same
+ * function as its definition's `worker`. Reader workers load these, never the definitions.
+ */
+export const BUILTIN_WORKERS: Readonly<Record<string, WorkerLoader>> = {
+  tcp: () => import("../../plugins/tcp_worker.ts") as Promise<WorkerModule>,
+  tls: () => import("../../plugins/tls_worker.ts") as Promise<WorkerModule>,
+  udp: () => import("../../plugins/udp_worker.ts") as Promise<WorkerModule>,
+  ws: () => import("../../plugins/ws_worker.ts") as Promise<WorkerModule>,
+  wss: () => import("../../plugins/wss_worker.ts") as Promise<WorkerModule>,
+  static_router: () => import("../../plugins/static_router_worker.ts") as Promise<WorkerModule>,
+  timeouts: () => import("../../plugins/timeouts_worker.ts") as Promise<WorkerModule>,
+  limits: () => import("../../plugins/limits_worker.ts") as Promise<WorkerModule>,
+  blacklist: () => import("../../plugins/blacklist_worker.ts") as Promise<WorkerModule>,
+  flood_guard: () => import("../../plugins/flood_guard_worker.ts") as Promise<WorkerModule>,
 };
 
 /** Built-in policy plugins that are always enabled (defaults apply without a table). */
@@ -136,6 +161,19 @@ export async function loadPlugin(
     );
   }
   return def as PluginDefinition<unknown>;
+}
+
+/**
+ * A plugin's `worker` hook, as a reader worker loads it: for a built-in plugin from its worker
+ * module (no zod, no schema), for a user plugin from its definition ({@link loadPlugin}).
+ */
+export async function loadPluginWorker(
+  source: PluginSource,
+  options: LoadOptions = {},
+): Promise<PluginWorker<unknown> | undefined> {
+  const builtin = source.moduleUrl === undefined ? BUILTIN_WORKERS[source.name] : undefined;
+  if (builtin !== undefined) return (await builtin()).worker;
+  return (await loadPlugin(source, options)).worker;
 }
 
 /**

@@ -51,9 +51,19 @@ export interface PluginDefinition<C = unknown> {
    * config, in the supervisor. Plain data. Default: the prepared config.
    */
   inspect?: (config: C) => unknown;
-  /** Runs once in every reader worker, with the prepared config. */
-  worker?: (config: C, context: WorkerContext) => WorkerPlugin<C> | Promise<WorkerPlugin<C>>;
+  /**
+   * Runs once in every reader worker, with the prepared config. Workers import a user plugin's
+   * module with everything it imports (zod included); for a built-in plugin they import only
+   * the module this function comes from (plugins/NAME_worker.ts, no zod).
+   */
+  worker?: PluginWorker<C>;
 }
+
+/** A plugin's `worker` hook: builds the plugin's part of one reader worker. */
+export type PluginWorker<C = unknown> = (
+  config: C,
+  context: WorkerContext,
+) => WorkerPlugin<C> | Promise<WorkerPlugin<C>>;
 
 /** What `prepare` gets. */
 export interface PrepareContext {

@@ -9,7 +9,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ResolvedPlugin } from "../config/load.ts";
-import { loadPlugin } from "./registry.ts";
+import { loadPluginWorker } from "./registry.ts";
 import type { PluginKind, WorkerPlugin } from "./types.ts";
 
 const log = getLogger(["sipedge", "plugin"]);
@@ -70,7 +70,8 @@ export async function buildWorkerPlugins(
         changes.set(resolved.name, "reloaded");
         continue;
       }
-      const def = await loadPlugin({
+      // Built-in plugins: their worker module (no zod); user plugins: their definition.
+      const worker = await loadPluginWorker({
         name: resolved.name,
         moduleUrl: resolved.moduleUrl,
         version: resolved.version,
@@ -79,7 +80,7 @@ export async function buildWorkerPlugins(
         resolved.name,
         "worker",
         async () =>
-          await def.worker?.(resolved.config, {
+          await worker?.(resolved.config, {
             workerId,
             logger: getLogger(["sipedge", "plugin", resolved.name]),
             transport: (name) => plugins.find((p) => p.name === name)?.instance.transport,

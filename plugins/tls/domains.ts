@@ -7,6 +7,11 @@
  */
 import type { ListenerId } from "./settings.ts";
 
+/** Formats a listener as in a listen address: `127.0.0.1:5061`, `[::1]:5061`. */
+export function formatListener(l: ListenerId): string {
+  return l.hostname.includes(":") ? `[${l.hostname}]:${l.port}` : `${l.hostname}:${l.port}`;
+}
+
 /** Lower case, no IPv6 brackets, no trailing dot. */
 export function normalizeHost(host: string): string {
   return host.replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "").toLowerCase();

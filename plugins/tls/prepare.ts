@@ -9,7 +9,7 @@
 import { isIP } from "node:net";
 import { PluginConfigError, type PrepareContext } from "../../core/plugin/types.ts";
 import { KeyPairError, loadCaList, loadKeyPair, pemInfo, resolvePath } from "./certificates.ts";
-import { domainsForListener, normalizeHost, sameListener } from "./domains.ts";
+import { domainsForListener, formatListener, normalizeHost, sameListener } from "./domains.ts";
 import { generateSelfSigned } from "./self_signed.ts";
 import type {
   ListenerId,
@@ -25,11 +25,6 @@ const generated = new Map<string, { certificate: string; privateKey: string }>()
 
 /** A generated certificate is replaced when it has less than this left (long-running process). */
 const RENEW_BEFORE_MS = 86_400_000;
-
-/** Formats a listener as in a listen address: `127.0.0.1:5061`, `[::1]:5061`. */
-export function formatListener(l: ListenerId): string {
-  return l.hostname.includes(":") ? `[${l.hostname}]:${l.port}` : `${l.hostname}:${l.port}`;
-}
 
 /** Parses a domain's `listener` (`HOST:PORT`, `[v6]:PORT`, or `*` → undefined). */
 export function parseListener(text: string): ListenerId | undefined {

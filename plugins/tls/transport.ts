@@ -27,9 +27,9 @@ import {
   ClientDomainTable,
   configuredListener,
   domainsForListener,
+  formatListener,
   ListenerDomains,
 } from "./domains.ts";
-import { formatListener } from "./prepare.ts";
 import type {
   ListenerId,
   PreparedClientDomain,

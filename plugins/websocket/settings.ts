@@ -1,11 +1,11 @@
 /**
  * The settings table of the `ws` and `wss` plugins (the same keys for both; each has its own
- * table, so ws and wss may differ), and the start-time warnings about them.
+ * table, so ws and wss may differ). The supervisor validates with it; reader workers only
+ * import its type (what they do with origins is in ./origins.ts, without zod).
  * @module
  */
 import { z } from "zod";
 import { durationSchema, positiveDurationSchema } from "../../core/config/schema.ts";
-import type { ListenAddress } from "../../core/config/schema.ts";
 
 /** The `[plugins.ws]` / `[plugins.wss]` table. */
 export const webSocketSettingsSchema = z.strictObject({
@@ -33,25 +33,3 @@ export const webSocketSettingsSchema = z.strictObject({
 
 /** The validated table. */
 export type WebSocketSettings = z.infer<typeof webSocketSettingsSchema>;
-
-/** Lower-cased origins, as the handshake compares them. */
-export function normalizedOrigins(settings: WebSocketSettings): string[] {
-  return settings.allowed_origins.map((o) => o.toLowerCase());
-}
-
-/** Warnings for a configuration: any origin accepted on a listener other than loopback. */
-export function originWarnings(
-  name: string,
-  settings: WebSocketSettings,
-  listeners: readonly ListenAddress[],
-): string[] {
-  if (settings.allowed_origins.length > 0) return [];
-  return listeners.filter((l) => !isLoopback(l.hostname)).map((l) =>
-    `${name} listener ${l.hostname}:${l.port} accepts WebSocket connections from any web ` +
-    `origin: set [plugins.${name}] allowed_origins to the origins of your web app`
-  );
-}
-
-function isLoopback(host: string): boolean {
-  return host === "::1" || host === "localhost" || /^127\./.test(host);
-}

@@ -1,12 +1,12 @@
 /**
  * The ws and wss transports: WebSocket (RFC 6455) as a layer over another stream transport's
  * sockets — `ws` over tcp, `wss` over tls (whose server domains give wss its certificates, by
- * listener and SNI name, reloaded live). Each plugin is a thin shell around
- * {@link webSocketPlugin}.
+ * listener and SNI name, reloaded live). This is the worker side, {@link webSocketWorker}; each
+ * plugin is a thin shell: plugins/ws_worker.ts and plugins/wss_worker.ts (what reader workers
+ * import, no zod), plugins/ws.ts and plugins/wss.ts (the definitions, ./definition.ts).
  * @module
  */
-import type { z } from "zod";
-import type { PluginDefinition, WorkerContext } from "../../core/plugin/types.ts";
+import type { PluginWorker, WorkerContext } from "../../core/plugin/types.ts";
 import {
   isDatagram,
   type StreamListener,
@@ -14,12 +14,8 @@ import {
   type StreamTransport,
 } from "../../core/transport/types.ts";
 import { connectWebSocket, WebSocketListener } from "./socket.ts";
-import {
-  normalizedOrigins,
-  originWarnings,
-  type WebSocketSettings,
-  webSocketSettingsSchema,
-} from "./settings.ts";
+import { normalizedOrigins } from "./origins.ts";
+import type { WebSocketSettings } from "./settings.ts";
 
 /** What differs between ws and wss. */
 export interface WebSocketFlavour {
@@ -30,35 +26,18 @@ export interface WebSocketFlavour {
   secure: boolean;
   /** RFC 7118 §7: 80 for ws, 443 for wss. */
   defaultPort: number;
-  description: string;
 }
 
-/** A ws/wss plugin definition. */
-export function webSocketPlugin(flavour: WebSocketFlavour): PluginDefinition<WebSocketSettings> {
-  return {
-    name: flavour.name,
-    kind: "transport",
-    description: flavour.description,
-    layeredOn: flavour.layeredOn,
-    config: webSocketSettingsSchema as unknown as z.ZodType<WebSocketSettings>,
-    prepare: (config, context) => {
-      // The tls plugin's prepare gets these listeners too (layeredOn): certificates come
-      // from there; here only the origin warning.
-      const own = context.listeners.filter((l) => l.transport === flavour.name);
-      for (const warning of originWarnings(flavour.name, config, own)) {
-        if (!context.reloading) context.logger.warn(warning);
-      }
-      return config;
-    },
-    worker: (config, context) => {
-      // One settings object shared by the transport and its listeners: a reload changes it in
-      // place, so the next handshake and the next ping sweep use the new values.
-      const settings = { ...config };
-      return {
-        transport: webSocketTransport(flavour, settings, context),
-        reload: (next) => () => Object.assign(settings, next),
-      };
-    },
+/** A ws/wss plugin's `worker` hook. */
+export function webSocketWorker(flavour: WebSocketFlavour): PluginWorker<WebSocketSettings> {
+  return (config, context) => {
+    // One settings object shared by the transport and its listeners: a reload changes it in
+    // place, so the next handshake and the next ping sweep use the new values.
+    const settings = { ...config };
+    return {
+      transport: webSocketTransport(flavour, settings, context),
+      reload: (next) => () => Object.assign(settings, next),
+    };
   };
 }
 
