@@ -165,7 +165,6 @@ export class WorkerEngine implements ProxyHost {
   #local = new Set<string>();
   #localHostsAnyPort = new Set<string>();
   #connections: ConnectionManager | undefined;
-  #sources = new WeakMap<Connection, MessageSource>();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #pending: PendingReload | undefined;
   #handoff: HandoffChannel | undefined;
@@ -685,33 +684,18 @@ export class WorkerEngine implements ProxyHost {
 
   // --- frames ------------------------------------------------------------------------------
 
+  /**
+   * The source of a message read on a connection: made per request (an object without
+   * closures, dropped once the request is handled), not kept per connection — an idle
+   * connection holds nothing for it.
+   */
   #source(connection: Connection): MessageSource {
-    let source = this.#sources.get(connection);
-    if (source === undefined) {
-      const manager = this.#connections!;
-      source = {
-        connectionId: connection.id,
-        transport: connection.transportName,
-        hostname: connection.remote.hostname,
-        port: connection.remote.port,
-        flowsOnly: connection.transport.flowsOnly === true,
-        reply: (bytes) => {
-          this.counters.countLocal(bytes);
-          return manager.reply(connection, bytes);
-        },
-        // Minted each time (about a microsecond): a token made before a key change must not
-        // outlive the key's grace period in a cache.
-        flowToken: (create) => {
-          if (!connection.flow && !create) return undefined;
-          connection.flow = true;
-          const slot = manager.slotOf(connection.transportName)!;
-          return this.#flowTokens!.mint(connection.id, slot);
-        },
-      };
-      this.#sources.set(connection, source);
-    }
-    return source;
+    return new StreamSource(connection, this.#connections!, this.counters, this.#mintFlow);
   }
+
+  /** Mints the flow token of a connection (StreamSource). */
+  #mintFlow = (connectionId: number, slot: number): string =>
+    this.#flowTokens!.mint(connectionId, slot);
 
   #onFrame(connection: Connection, frame: Frame): void {
     switch (frame.type) {
@@ -835,5 +819,49 @@ function interfaceAddresses(includeV6: boolean): string[] {
       .map((i) => i.address.toLowerCase());
   } catch {
     return ["127.0.0.1", "::1"];
+  }
+}
+
+/** The source of a request read on a stream connection (see `WorkerEngine.#source`). */
+class StreamSource implements MessageSource {
+  readonly connectionId: number;
+  readonly transport: string;
+  readonly hostname: string;
+  readonly port: number;
+  readonly flowsOnly: boolean;
+  #connection: Connection;
+  #manager: ConnectionManager;
+  #counters: Counters;
+  #mint: (connectionId: number, slot: number) => string;
+
+  constructor(
+    connection: Connection,
+    manager: ConnectionManager,
+    counters: Counters,
+    mint: (connectionId: number, slot: number) => string,
+  ) {
+    this.connectionId = connection.id;
+    this.transport = connection.transportName;
+    this.hostname = connection.remote.hostname;
+    this.port = connection.remote.port;
+    this.flowsOnly = connection.transport.flowsOnly === true;
+    this.#connection = connection;
+    this.#manager = manager;
+    this.#counters = counters;
+    this.#mint = mint;
+  }
+
+  reply(bytes: Uint8Array): boolean {
+    this.#counters.countLocal(bytes);
+    return this.#manager.reply(this.#connection, bytes);
+  }
+
+  // Minted each time (about a microsecond): a token made before a key change must not outlive
+  // the key's grace period in a cache.
+  flowToken(create: boolean): string | undefined {
+    const connection = this.#connection;
+    if (!connection.flow && !create) return undefined;
+    connection.flow = true;
+    return this.#mint(connection.id, this.#manager.slotOf(connection.transportName)!);
   }
 }

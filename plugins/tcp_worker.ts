@@ -23,13 +23,15 @@ class TcpSocket implements StreamSocket {
   readonly localAddr: SocketAddress;
   readonly remoteAddr: SocketAddress;
   #conn: Deno.TcpConn;
-  #bufferSizes: { small: number; large: number };
+  /** Read buffer sizes: while reads fit, and while they fill it. */
+  #small: number;
+  #large: number;
   #closed = false;
 
   constructor(conn: Deno.TcpConn, settings: TcpConfig) {
     this.#conn = conn;
-    const large = settings.read_buffer_size;
-    this.#bufferSizes = { small: Math.min(settings.idle_read_buffer_size, large), large };
+    this.#large = settings.read_buffer_size;
+    this.#small = Math.min(settings.idle_read_buffer_size, this.#large);
     conn.setNoDelay(true);
     const local = conn.localAddr as Deno.NetAddr;
     const remote = conn.remoteAddr as Deno.NetAddr;
@@ -38,10 +40,11 @@ class TcpSocket implements StreamSocket {
   }
 
   start(onData: (chunk: Uint8Array) => void, onClose: (error?: Error) => void): void {
-    this.#readLoop(onData).then(() => onClose(), (error) => onClose(error));
+    // The loop resolves with nothing (a close without error) or rejects with the read error.
+    this.#readLoop(onData).then(onClose, onClose);
   }
 
-  async #readLoop(onData: (chunk: Uint8Array) => void): Promise<void> {
+  async #readLoop(onData: (chunk: Uint8Array) => void): Promise<undefined> {
     // One buffer per connection, not one per worker: every connection keeps a read pending, and
     // the runtime fills a pending read's buffer when its data arrives, possibly for several
     // connections before any of their continuations run — a shared buffer would be overwritten.
@@ -50,7 +53,8 @@ class TcpSocket implements StreamSocket {
     // and takes the large one only while reads fill it (a busy trunk), and goes back to the
     // small one after a run of reads that fit: idle clients cost little, busy peers still read
     // in large gulps.
-    const { small, large } = this.#bufferSizes;
+    const small = this.#small;
+    const large = this.#large;
     let buffer = new Uint8Array(small);
     let fitting = 0;
     try {

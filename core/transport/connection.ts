@@ -151,14 +151,16 @@ export class Connection {
   #heldUnsent: UnsentData | undefined;
   /** Close once the queue is written, with this reason (false: no). */
   #closeAfterFlush: string | false = false;
-  #drainWaiters: (() => void)[] = [];
+  /** Callers of drained() (made on first use: most connections never have any). */
+  #drainWaiters: (() => void)[] | undefined;
   /**
    * Outbound: failure handlers of messages written since the peer last sent a byte. A peer that
    * closes or resets without having answered anything has not processed them (an upstream that
    * goes away, a TLS server that refuses our certificate after a TLS 1.3 handshake): their
-   * senders get a failure reply instead of waiting for a timeout. Cleared by every read.
+   * senders get a failure reply instead of waiting for a timeout. Cleared by every read. Made
+   * on first use (outbound only).
    */
-  #unanswered: FailHandler[] = [];
+  #unanswered: FailHandler[] | undefined;
 
   constructor(options: ConnectionOptions) {
     this.id = options.id;
@@ -309,7 +311,7 @@ export class Connection {
     if ((!this.#writing && this.#chunks.length === 0) || this.state === "closed") {
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
   }
 
   /** Closes now; queued data is reported as not sent because of `failure`. Returns what was lost. */
@@ -350,8 +352,8 @@ export class Connection {
     // keepalive timeout), they were not processed as far as we can tell; not sent again (they
     // may have been), failed back to their senders. Our own close (idle, shutdown) drops them:
     // their senders gave up long ago.
-    const unanswered = resend || failure !== "closed" ? this.#unanswered : [];
-    this.#unanswered = [];
+    const unanswered = (resend || failure !== "closed" ? this.#unanswered : undefined) ?? [];
+    this.#unanswered = undefined;
     if (resend) {
       if (this.#writePending) this.#heldUnsent = { chunks, handlers };
       else if (chunks.length > 0) this.#hooks.onUnsent(this, { chunks, handlers });
@@ -362,13 +364,14 @@ export class Connection {
       for (const handler of handlers) handler?.(failure);
     }
     for (const handler of unanswered) handler(failure);
-    for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    this.#releaseDrainWaiters();
     this.#hooks.onClose(this, reason, failure, lost);
     return lost;
   }
 
   #onData(chunk: Uint8Array): void {
-    if (this.#unanswered.length > 0) this.#unanswered.length = 0; // answered: keep the array
+    const unanswered = this.#unanswered;
+    if (unanswered !== undefined && unanswered.length > 0) unanswered.length = 0; // keep the array
     this.lastActivity = this.lastRead = Date.now();
     this.pingSentAt = 0;
     this.wroteSinceRead = false;
@@ -413,10 +416,20 @@ export class Connection {
   }
 
   #awaitAnswer(handlers: (FailHandler | undefined)[]): void {
-    for (const handler of handlers) if (handler !== undefined) this.#unanswered.push(handler);
-    if (this.#unanswered.length > MAX_UNANSWERED) {
-      this.#unanswered.splice(0, this.#unanswered.length - MAX_UNANSWERED);
+    let unanswered = this.#unanswered;
+    for (const handler of handlers) {
+      if (handler !== undefined) (unanswered ??= this.#unanswered = []).push(handler);
     }
+    if (unanswered !== undefined && unanswered.length > MAX_UNANSWERED) {
+      unanswered.splice(0, unanswered.length - MAX_UNANSWERED);
+    }
+  }
+
+  #releaseDrainWaiters(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters === undefined) return;
+    this.#drainWaiters = undefined;
+    for (const resolve of waiters) resolve();
   }
 
   #startWriter(): void {
@@ -497,7 +510,7 @@ export class Connection {
       this.#heldUnsent = undefined;
       this.#hooks.onUnsent(this, held);
     }
-    for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    this.#releaseDrainWaiters();
     if (this.#closeAfterFlush !== false) this.close(this.#closeAfterFlush);
   }
 }

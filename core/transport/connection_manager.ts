@@ -20,7 +20,14 @@ import type {
 import { MAX_TRANSPORTS, type SharedCounters } from "../policy/shared_counters.ts";
 import type { Counters } from "../stats.ts";
 import type { Frame } from "../sip/stream_framer.ts";
-import { Connection, type FailHandler, type LostData, type UnsentData } from "./connection.ts";
+import {
+  Connection,
+  type ConnectionHooks,
+  type FailHandler,
+  type LostData,
+  type QueueLimits,
+  type UnsentData,
+} from "./connection.ts";
 import { type Destination, destinationKey } from "./destination.ts";
 import type { SocketAddress, StreamSocket, StreamTransport } from "./types.ts";
 import {
@@ -106,9 +113,21 @@ export class ConnectionManager {
   /** Messages already sent again after their connection closed under them. */
   #resent = new WeakSet<Uint8Array>();
   #stopping = false;
+  /** What every connection tells this manager (one object for all of them). */
+  #hooks: ConnectionHooks;
+  /** The queue limits in force, read by every connection on send. */
+  #limits = (): QueueLimits => ({
+    connWqMax: this.policy.limits.conn_wq_max,
+    wqMax: this.policy.limits.wq_max,
+  });
 
   constructor(options: ConnectionManagerOptions) {
     this.#options = options;
+    this.#hooks = {
+      onFrame: options.onFrame,
+      onClose: (c, reason, failure, lost) => this.#closed(c, reason, failure, lost),
+      onUnsent: (c, unsent) => this.#resend(c, unsent),
+    };
     this.policy = options.policy;
     this.directory = options.directory ??
       new ConnectionDirectory(createDirectoryBuffer(MIN_DIRECTORY_ENTRIES));
@@ -451,15 +470,8 @@ export class ConnectionManager {
       remote,
       maxMessageSize: this.policy.limits.max_message_size,
       shared,
-      limits: () => ({
-        connWqMax: this.policy.limits.conn_wq_max,
-        wqMax: this.policy.limits.wq_max,
-      }),
-      hooks: {
-        onFrame: this.#options.onFrame,
-        onClose: (c, reason, failure, lost) => this.#closed(c, reason, failure, lost),
-        onUnsent: (c, unsent) => this.#resend(c, unsent),
-      },
+      limits: this.#limits,
+      hooks: this.#hooks,
     });
     this.#connections.set(id, connection);
     return connection;

@@ -38,6 +38,9 @@ import type {
   VerifyClient,
 } from "./settings.ts";
 
+/** How an SNI callback answers. */
+type SniDone = (error: Error | null, context?: tls.SecureContext) => void;
+
 /** A server domain with its secure context. */
 interface ServerEntry extends PreparedServerDomain {
   options: tls.SecureContextOptions;
@@ -200,21 +203,30 @@ class TlsListener implements StreamListener {
   #admit: ((ip: string) => boolean) | undefined;
   #handshakes = new Map<Socket, ReturnType<typeof setTimeout>>();
   #closed = false;
+  /** The SNI callback: picks the domain of the name the client asked for. */
+  #sniCallback = (name: string, done: SniDone) => {
+    const domains = this.#domains();
+    if (domains === undefined) return done(new Error("no TLS domain for this listener"));
+    done(null, domains.select(name).context);
+  };
+  /** 'close' of an accepted socket still in its handshake (one function for all of them). */
+  #rawClosed: (this: Socket) => void;
 
   constructor(transport: TlsTransport, address: SocketAddress) {
     this.#transport = transport;
     this.#requested = address;
+    // deno-lint-ignore no-this-alias
+    const listener = this;
+    this.#rawClosed = function (this: Socket) {
+      listener.#clearHandshakeTimer(this);
+    };
     // Client certificate requests are also given to the constructor: set only afterwards, a
     // refusal in the handshake closes without the TLS alert that tells the client why.
     const modes = verifyModes(transport.state.listenerDomains(address));
     this.#server = tls.createServer({
       requestCert: modes.requestCert,
       rejectUnauthorized: modes.rejectUnauthorized,
-      SNICallback: (name, done) => {
-        const domains = this.#domains();
-        if (domains === undefined) return done(new Error("no TLS domain for this listener"));
-        done(null, domains.select(name).context);
-      },
+      SNICallback: this.#sniCallback,
     });
     this.#server.on("connection", (raw: Socket) => {
       // A banned source is closed before its handshake costs anything.
@@ -271,8 +283,18 @@ class TlsListener implements StreamListener {
         error: (error as Error).message,
       });
     }
-    const server = this.#server as unknown as { requestCert: boolean; rejectUnauthorized: boolean };
+    const server = this.#server as unknown as {
+      requestCert: boolean;
+      rejectUnauthorized: boolean;
+      _SNICallback: ((name: string, done: SniDone) => void) | undefined;
+    };
     Object.assign(server, verifyModes(domains));
+    // With one domain every name selects it, and the default context above is that domain's:
+    // no SNI callback then. The runtime reads `_SNICallback` per accepted connection, and a
+    // callback makes it build the connection's TLS config from the context's PEM at every
+    // handshake and keep it while the connection lives (measured: +12 KB per idle
+    // connection, docs/benchmarks/issue11/per_connection_breakdown.md).
+    server._SNICallback = domains.domains.length > 1 ? this.#sniCallback : undefined;
   }
 
   start(onSocket: (socket: StreamSocket) => void, admit?: (ip: string) => boolean): void {
@@ -307,7 +329,7 @@ class TlsListener implements StreamListener {
       raw.destroy();
     }, this.#transport.state.handshakeTimeout);
     this.#handshakes.set(raw, timer);
-    raw.once("close", () => this.#clearHandshakeTimer(raw));
+    raw.on("close", this.#rawClosed);
   }
 
   #clearHandshakeTimer(socket: Socket): void {
@@ -317,11 +339,12 @@ class TlsListener implements StreamListener {
     if (timer === undefined) return;
     clearTimeout(timer);
     this.#handshakes.delete(raw);
+    raw.off("close", this.#rawClosed);
   }
 
   #secured(socket: tls.TLSSocket): void {
     this.#clearHandshakeTimer(socket);
-    socket.on("error", () => {}); // reported by 'close' once wrapped; never an uncaught error
+    socket.on("error", ignore); // reported by 'close' once wrapped; never an uncaught error
     const domain = this.#domains()?.select(serverName(socket));
     if (domain === undefined || this.#closed) return void socket.destroy();
     const refusal = clientCertificateRefusal(socket, domain.verifyClient) ??
@@ -374,8 +397,14 @@ export class TlsSocket implements StreamSocket {
   #closed = false;
   #closeError: Error | undefined;
   #onClose: ((error?: Error) => void) | undefined;
-  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
-  #details: Record<string, string | number | boolean | undefined>;
+  /** Writes waiting for 'drain' (made on first use: most connections never congest). */
+  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] | undefined;
+  /** What the control API shows: taken at the handshake (gone once the socket closes). */
+  #sni: string | undefined;
+  #version: string | undefined;
+  #cipher: string | undefined;
+  #peer: string | undefined;
+  #peerVerified: boolean;
 
   /**
    * `sni`: the server name the client asked for (inbound) or that was sent (outbound);
@@ -396,11 +425,18 @@ export class TlsSocket implements StreamSocket {
     socket.on("error", (error: Error) => this.#closeError ??= error);
     socket.on("drain", () => {
       this.congested = false;
-      for (const w of this.#drainWaiters.splice(0)) w.resolve();
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = undefined;
+      for (const w of waiters ?? []) w.resolve();
     });
     socket.on("close", () => this.#closedNow());
-    // Taken now, while the handshake state is there (it is gone once the socket closes).
-    this.#details = tlsDetails(socket, domain, sni);
+    // Taken now, while the handshake state is there (it is gone once the socket closes); the
+    // record is built when asked for, the strings are shared by all connections.
+    this.#sni = sni;
+    this.#version = shared(socket.getProtocol() ?? undefined);
+    this.#cipher = shared(socket.getCipher()?.name);
+    this.#peer = peerSubject(socket);
+    this.#peerVerified = socket.authorized;
   }
 
   start(onData: (chunk: Uint8Array) => void, onClose: (error?: Error) => void): void {
@@ -423,12 +459,22 @@ export class TlsSocket implements StreamSocket {
     if (taken) return Promise.resolve(data.length);
     this.congested = true;
     return new Promise((resolve, reject) => {
-      this.#drainWaiters.push({ resolve: () => resolve(data.length), reject });
+      (this.#drainWaiters ??= []).push({ resolve: () => resolve(data.length), reject });
     });
   }
 
   details(): Record<string, string | number | boolean | undefined> {
-    return this.#details;
+    const peer = this.#peer;
+    return {
+      tls_version: this.#version,
+      cipher: this.#cipher,
+      sni: this.#sni,
+      domain: this.#domain,
+      peer_certificate: peer,
+      // Only meaningful when the peer sent a certificate (a server that asked for none reports
+      // its clients as "authorized").
+      peer_verified: peer === undefined ? undefined : this.#peerVerified,
+    };
   }
 
   close(): void {
@@ -442,36 +488,36 @@ export class TlsSocket implements StreamSocket {
     this.#closed = true;
     this.congested = false;
     const error = new Error("TLS connection closed");
-    for (const w of this.#drainWaiters.splice(0)) w.reject(error);
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = undefined;
+    for (const w of waiters ?? []) w.reject(error);
     const onClose = this.#onClose;
     this.#onClose = undefined;
     onClose?.(this.#closeError);
   }
 }
 
-/** What the control API shows for a TLS connection. */
-function tlsDetails(
-  s: tls.TLSSocket,
-  domain: string,
-  sni: string | undefined,
-): Record<string, string | number | boolean | undefined> {
-  let peer: string | undefined;
+function ignore(): void {}
+
+/** The subject of the peer's certificate, if it sent one. */
+function peerSubject(s: tls.TLSSocket): string | undefined {
   try {
     const cert = s.getPeerX509Certificate?.();
-    peer = cert === undefined ? undefined : oneLine((cert as X509Certificate).subject);
+    return cert === undefined ? undefined : oneLine((cert as X509Certificate).subject);
   } catch {
-    peer = undefined;
+    return undefined;
   }
-  return {
-    tls_version: s.getProtocol() ?? undefined,
-    cipher: s.getCipher()?.name,
-    sni,
-    domain,
-    peer_certificate: peer,
-    // Only meaningful when the peer sent a certificate (a server that asked for none reports
-    // its clients as "authorized").
-    peer_verified: peer === undefined ? undefined : s.authorized,
-  };
+}
+
+/** Protocol and cipher names, one string for all connections (a few distinct values). */
+const names = new Map<string, string>();
+
+function shared(name: string | undefined): string | undefined {
+  if (name === undefined) return undefined;
+  const known = names.get(name);
+  if (known !== undefined) return known;
+  if (names.size < 64) names.set(name, name);
+  return name;
 }
 
 /** Connects, handshakes and verifies; resolves once the connection can carry SIP. */
