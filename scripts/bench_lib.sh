@@ -63,9 +63,10 @@ wait_listening() { # PORT SECONDS NAME PID
 }
 
 # CPU ticks (utime+stime) of PID and all its descendants, from /proc/*/stat. A process's stat
-# counts all its threads.
+# counts all its threads. (Here and below, cat fails when a process exits between the glob and
+# the read; that is not an error, but under pipefail it would end the calling script.)
 tree_ticks() { # PID
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
     {
       pid = $1
       rest = $0
@@ -91,7 +92,7 @@ tree_ticks() { # PID
 # line is tick-sampled and under-counts short timer-driven bursts (it showed less than the
 # proxy alone here), so it is not used.
 all_ticks() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk '{ rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
     total += f[12] + f[13] + f[14] + f[15] } END { print total + 0 }'
 }
 
@@ -108,7 +109,7 @@ now_ns() { date +%s%N; }
 
 # Every process in the tree under PID (PID first), from /proc/*/stat.
 tree_pids() { # PID
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
     { rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " "); parent[$1] = f[2] }
     END {
       if (!(root in parent)) exit
