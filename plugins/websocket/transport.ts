@@ -64,8 +64,14 @@ function webSocketTransport(
     secure: flavour.secure,
     defaultPort: flavour.defaultPort,
     flowsOnly: true,
-    get keepalive() {
-      return { interval: settings.ping_interval, timeout: settings.ping_timeout };
+    // Read by the timer sweep for every connection: one object, its values live from settings.
+    keepalive: {
+      get interval() {
+        return settings.ping_interval;
+      },
+      get timeout() {
+        return settings.ping_timeout;
+      },
     },
     listen: async (address): Promise<StreamListener> =>
       new WebSocketListener(await inner().listen(address), acceptOptions),
