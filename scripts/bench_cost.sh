@@ -9,7 +9,7 @@
 #
 # Steps (--only picks some; all four by default, in this order):
 #
-#  rest   sipedge and Kamailio started side by side, no traffic; REST_SECONDS after both are
+#  rest   sipedge and Kamailio started side by side, no traffic; REST_SECONDS after all are
 #         ready: sipedge's VmRSS / VmHWM, PSS, anonymous vs file-backed memory (status RssAnon /
 #         RssFile), the file-backed part split from /proc/PID/smaps (the deno binary's text and
 #         data mappings: shared with every other deno process on the machine, and the same for any
@@ -17,6 +17,14 @@
 #         (V8 heap pages: anonymous rw 256 KiB mappings, this V8 has no pointer compression;
 #         glibc thread arenas: 64 MiB-aligned heaps; the main arena [heap]; other), and the JS
 #         heaps in use from the control API's /metrics (each worker isolate, the supervisor).
+#         Beside it, in the same run, the bare runtime in sipedge's shape (when PROXIES has
+#         sipedge): scripts/bench_cost_bare.ts --mode rest, sipedge's deno flags, a main thread
+#         and WORKERS Web Workers that only keep a 250 ms timer (sipedge's workers keep a
+#         heartbeat like that), no sockets, no module but its own; started at the same moment as
+#         sipedge (ready when it prints READY), sampled the same way right after sipedge, its JS
+#         heaps printed on SIGUSR2. Its column: the runtime's floor for WORKERS + 1 isolates;
+#         "sipedge − bare runtime" is what sipedge's own code, modules and state add (RSS,
+#         anonymous, per class).
 #         Kamailio: RSS sum and PSS sum over its processes (they share the shm pool: the PSS sum
 #         is what it really holds, the RSS sum counts shared pages once per process).
 #  idle   memory per idle connection, for each transport of IDLE_TRANSPORTS: a fresh proxy, a 2 s
@@ -36,11 +44,26 @@
 #         (BENCHMARKS.md §6), so it cannot run this at concurrency 10.
 #  cpu    CPU per transaction and latency: `sipload uac --conns CPU_CONNS --rate R` open loop,
 #         CPU_SECONDS per step, each rate of CPU_RATES, over each transport of CPU_TRANSPORTS,
-#         the proxies taking turns at each rate after a CPU_WARMUP s unmeasured warm-up. CPU =
-#         utime+stime of the proxy's whole process tree over the step (/proc/PID/stat; all of
-#         Kamailio's processes, sipedge's one process with all its threads), per 1,000
-#         transactions (1 tx = an OPTIONS forwarded + its 200 forwarded back); p50/p99 from
-#         sipload (request sent → answer read); ratio = sipedge / Kamailio CPU per tx.
+#         through each proxy of CPU_PROXIES (sipedge, Kamailio and the relay by default), after a
+#         CPU_WARMUP s unmeasured warm-up per proxy and transport. CPU = utime+stime of the
+#         proxy's whole process tree over the step (/proc/PID/stat; all of Kamailio's processes,
+#         sipedge's one process with all its threads), per 1,000 transactions (1 tx = an OPTIONS
+#         forwarded + its 200 forwarded back); p50/p99 from sipload (request sent → answer read).
+#         Rounds: this machine's cost of a wake-up varies from minute to minute (Kamailio at
+#         2,000 tx/s measured 91.5 and 223 ms / 1k tx in two runs of one morning), so each rate
+#         runs CPU_ROUNDS rounds of all the proxies, interleaved, the order rotated each round
+#         (A B C, B C A, C A B): the proxies of one round are measured seconds apart, under the
+#         same conditions. The summary shows per proxy the median of its rounds (CPU per tx,
+#         p50, p99), and the ratios computed per round (sipedge / Kamailio of the same round),
+#         as their median and min–max over the rounds; the full table lists every round.
+#         The relay (scripts/bench_cost_bare.ts --mode relay, sipedge's deno flags, WORKERS Web
+#         Workers with SO_REUSEPORT listeners like sipedge's): per client connection one TCP
+#         connection to the UAS and bytes copied both ways (conn.read / conn.write; a node:tls
+#         server for tls), no SIP parsing. That is the least any proxy on Deno's socket ops must
+#         spend per transaction (one read and one write each way per message, and their
+#         wake-ups): the runtime's floor. sipedge − relay = what sipedge's own code costs per tx
+#         (parsing, routing, Via, its worker plumbing), per round. The relay works only because
+#         sipload uas answers on the connection the request came on; it is not a SIP proxy.
 #
 # sipedge runs as `deno task start` runs it (the runtime flags of SIPEDGE_RUN in
 # scripts/bench_lib.sh: --unstable-net -A --v8-flags=--optimize-for-size) with `--workers
@@ -54,7 +77,7 @@
 # Needs: bash, openssl, curl, deno, sipload (SIPLOAD=..., or built from ../shared/tools/sipload
 # into the temp folder), Kamailio with its tls module for the comparison (skipped when missing:
 # apt-get install -y kamailio kamailio-tls-modules). Linux /proc and glibc. `ulimit -n` is raised
-# to the hard limit; IDLE_CONNS needs about IDLE_CONNS + 1000 descriptors. Full run ≈ 12–15 min,
+# to the hard limit; IDLE_CONNS needs about IDLE_CONNS + 1000 descriptors. Full run ≈ 20–25 min,
 # --quick ≈ 2–3 min. The machine should be otherwise quiet: the load average is in the report.
 #
 # Usage: scripts/bench_cost.sh [--only STEPS] [--quick] [--help]     (`deno task bench-cost`)
@@ -62,12 +85,14 @@
 #   --only STEPS    comma- or space-separated steps: rest,idle,churn,cpu (default: all)
 #   --quick         a smoke check: smaller N and shorter steps (REST_SECONDS=10, IDLE_CONNS=500,
 #                   CHURN_HANDSHAKES=1500, CHURN_AFTER="10", CPU_RATES="2000 10000",
-#                   CPU_SECONDS=3, CPU_WARMUP=1); variables set in the environment still win
+#                   CPU_SECONDS=3, CPU_WARMUP=1, CPU_ROUNDS=1); variables set in the
+#                   environment still win
 #
 # Environment (all optional):
 #   WORKERS=2                       sipedge --workers (in its config); Kamailio children/tcp_children
-#   PROXIES="sipedge kamailio"      which proxies to run (rest, idle, cpu)
-#   REST_SECONDS=60                 rest: seconds after both are ready before the sample
+#   PROXIES="sipedge kamailio"      which proxies to run in rest, idle and churn (churn: sipedge
+#                                   only); relay may be listed but only the cpu step runs it
+#   REST_SECONDS=60                 rest: seconds after all are ready before the sample
 #   IDLE_TRANSPORTS="tcp tls"       idle: transports
 #   IDLE_CONNS=5000                 idle: connections
 #   IDLE_SETTLE=3                   idle: seconds between "all up" and the sample
@@ -86,6 +111,10 @@
 #   CPU_CONNS=10                    cpu: persistent connections of the client
 #   CPU_SECONDS=10                  cpu: seconds per step
 #   CPU_WARMUP=4                    cpu: unmeasured warm-up per proxy and transport (0 = none)
+#   CPU_PROXIES="$PROXIES relay"    cpu: proxies (sipedge, kamailio, relay); default: PROXIES and
+#                                   the relay ("sipedge kamailio relay"); kamailio is skipped
+#                                   when it is not installed
+#   CPU_ROUNDS=3                    cpu: rounds of all the proxies per transport and rate
 #   SIPEDGE_CMD='...'               sipedge start command, run from the repo root; {config} is
 #                                   replaced by the generated config file. Default: deno
 #                                   $SIPEDGE_RUN main.ts --config {config}
@@ -106,7 +135,7 @@ ENV_GIVEN=""
 for var in WORKERS PROXIES REST_SECONDS IDLE_TRANSPORTS IDLE_CONNS IDLE_SETTLE \
   IDLE_TCP_CONCURRENCY IDLE_TLS_CONCURRENCY IDLE_BARE CHURN_ROUNDS CHURN_HANDSHAKES \
   CHURN_CONCURRENCY CHURN_RATE CHURN_AFTER CHURN_LOG_LEVEL CPU_TRANSPORTS CPU_RATES CPU_CONNS \
-  CPU_SECONDS CPU_WARMUP SIPEDGE_CMD KAMAILIO_MEM KAMAILIO_SHM_MB; do
+  CPU_SECONDS CPU_WARMUP CPU_PROXIES CPU_ROUNDS SIPEDGE_CMD KAMAILIO_MEM KAMAILIO_SHM_MB; do
   [ -z "${!var+x}" ] || ENV_GIVEN+="$var=\"${!var}\" "
 done
 
@@ -159,6 +188,11 @@ default CPU_RATES "2000 10000 20000" "2000 10000"
 default CPU_CONNS 10 10
 default CPU_SECONDS 10 3
 default CPU_WARMUP 4 1
+default CPU_ROUNDS 3 1
+# The cpu step's proxies: those of PROXIES and the relay (the runtime's floor).
+[ -n "${CPU_PROXIES+x}" ] || CPU_PROXIES="$PROXIES$([[ " $PROXIES " == *" relay "* ]] || echo " relay")"
+# shellcheck disable=SC2153 # set by default() above
+[[ "$CPU_ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench_cost.sh: CPU_ROUNDS must be a positive integer, not '$CPU_ROUNDS'" >&2; exit 2; }
 default KAMAILIO_MEM tlsf tlsf
 default KAMAILIO_SHM_MB 2048 2048
 KAMAILIO="${KAMAILIO:-$(command -v kamailio || echo /usr/sbin/kamailio)}"
@@ -299,7 +333,10 @@ declare -A PROXY_PID TLS_PORT TCP_PORT UAS_PID UAS_PORT STARTS
 MAX_CONNS=$((IDLE_CONNS * 2 + 1000))
 CTRL_PORT=""
 SIPEDGE_LOG_LEVEL=warning
-MODDIR="$(dirname "$(ls /usr/lib/*/kamailio/modules/sl.so 2>/dev/null | head -1)" 2>/dev/null || true)"
+MODDIR="" # Kamailio's modules folder (the first one with sl.so)
+for so in /usr/lib/*/kamailio/modules/sl.so; do
+  if [ -e "$so" ]; then MODDIR="$(dirname "$so")" && break; fi
+done
 
 start_uas() { # NAME
   local port
@@ -443,6 +480,62 @@ start_bare() { # TRANSPORT
   wait_listening "$port" 30 "bare $1 server" "${PROXY_PID[bare]}"
 }
 
+# The relay (scripts/bench_cost_bare.ts --mode relay), the cpu step's runtime floor: WORKERS
+# workers with tcp and tls listeners, each client connection relayed to its own UAS as bytes.
+start_relay() {
+  local logfile
+  STARTS[relay]=$((${STARTS[relay]:-0} + 1))
+  logfile="$WORK/relay_${STARTS[relay]}.log"
+  TCP_PORT[relay]="$(free_port)"
+  TLS_PORT[relay]="$(free_port)"
+  # shellcheck disable=SC2086 # SIPEDGE_RUN is a list of words
+  (cd "$REPO" && exec "$DENO_BIN" $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay \
+    --port "${TCP_PORT[relay]}" --upstream "127.0.0.1:${UAS_PORT[relay]}" --workers "$WORKERS" \
+    --tls-port "${TLS_PORT[relay]}" --cert "$WORK/cert.pem" --key "$WORK/key.pem") \
+    >"$logfile" 2>&1 </dev/null &
+  PROXY_PID[relay]=$!
+  PIDS+=("$!")
+  wait_listening "${TCP_PORT[relay]}" 30 "relay" "${PROXY_PID[relay]}"
+  wait_listening "${TLS_PORT[relay]}" 30 "relay" "${PROXY_PID[relay]}"
+  log "relay listening on tcp 127.0.0.1:${TCP_PORT[relay]}, tls 127.0.0.1:${TLS_PORT[relay]} ($WORKERS workers)"
+}
+
+# The rest step's runtime floor (scripts/bench_cost_bare.ts --mode rest): sipedge's deno flags, a
+# main thread and WORKERS Web Workers with a 250 ms timer each, nothing else; no port. Launched
+# without waiting (it starts beside sipedge); rest_bare_ready waits for its READY line.
+launch_rest_bare() {
+  STARTS[bare]=$((${STARTS[bare]:-0} + 1))
+  # shellcheck disable=SC2086 # SIPEDGE_RUN is a list of words
+  (cd "$REPO" && exec "$DENO_BIN" $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode rest \
+    --workers "$WORKERS") >"$(proxy_log bare)" 2>&1 </dev/null &
+  PROXY_PID[bare]=$!
+  PIDS+=("$!")
+}
+
+# True once the rest bare process printed READY (up to 30 s); false if it exited or timed out.
+rest_bare_ready() {
+  local deadline=$((SECONDS + 30))
+  until grep -q '^READY' "$(proxy_log bare)"; do
+    kill -0 "${PROXY_PID[bare]}" 2>/dev/null || return 1
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# The rest bare process's JS heaps in use (MiB), "WORKERS(a/b) MAIN": it prints them on SIGUSR2.
+rest_bare_heaps() {
+  local logfile n deadline=$((SECONDS + 5)) line=""
+  logfile="$(proxy_log bare)"
+  n="$(grep -c '^HEAPS' "$logfile" || true)"
+  kill -USR2 "${PROXY_PID[bare]}" 2>/dev/null || { echo "- -"; return; }
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    line="$(grep '^HEAPS' "$logfile" | sed -n "$((n + 1))p")"
+    [ -z "$line" ] || break
+    sleep 0.1
+  done
+  if [ -n "$line" ]; then cut -d' ' -f2-3 <<<"$line"; else echo "- -"; fi
+}
+
 proxy_log() { # NAME
   echo "$WORK/${1}_${STARTS[$1]}.log"
 }
@@ -460,50 +553,99 @@ stop_proxy() { # NAME
 # ---------------------------------------------------------------------------------------------
 # Steps
 
-ACTIVE=()
-for proxy in $PROXIES; do
-  case "$proxy" in
-    sipedge) ;;
+# True if PROXY can run here (kamailio: installed, with tls.so; said once); dies on an unknown name.
+KAMAILIO_OK=""
+proxy_available() { # PROXY
+  case "$1" in
+    sipedge | relay) return 0 ;;
     kamailio)
-      if [ ! -x "$KAMAILIO" ]; then
-        log "kamailio is not installed: skipping it (apt-get install -y kamailio kamailio-tls-modules)"
-        continue
+      if [ -z "$KAMAILIO_OK" ]; then
+        KAMAILIO_OK=yes
+        if [ ! -x "$KAMAILIO" ]; then
+          log "kamailio is not installed: skipping it (apt-get install -y kamailio kamailio-tls-modules)"
+          KAMAILIO_OK=no
+        elif [ -z "$MODDIR" ] || [ ! -e "$MODDIR/tls.so" ]; then
+          log "kamailio's tls.so is missing: skipping it (apt-get install -y kamailio-tls-modules)"
+          KAMAILIO_OK=no
+        fi
       fi
-      if [ -z "$MODDIR" ] || [ ! -e "$MODDIR/tls.so" ]; then
-        log "kamailio's tls.so is missing: skipping it (apt-get install -y kamailio-tls-modules)"
-        continue
-      fi
+      [ "$KAMAILIO_OK" = yes ]
       ;;
-    *) die "unknown proxy '$proxy' (PROXIES may hold sipedge and kamailio)" ;;
+    *) die "unknown proxy '$1' (PROXIES and CPU_PROXIES may hold sipedge, kamailio and relay)" ;;
   esac
-  ACTIVE+=("$proxy")
+}
+in_list() { [[ " $2 " == *" $1 "* ]]; } # WORD "LIST"
+
+# ACTIVE: the proxies of rest, idle and churn (PROXIES without the relay); CPU_ACTIVE: the cpu
+# step's (CPU_PROXIES). UAS_FOR: the proxies that get their own UAS (all of them).
+ACTIVE=()
+CPU_ACTIVE=()
+for proxy in $PROXIES; do
+  if [ "$proxy" != relay ] && proxy_available "$proxy"; then ACTIVE+=("$proxy"); fi
 done
-[ "${#ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark"
-has() { [[ " ${ACTIVE[*]} " == *" $1 "* ]]; } # PROXY
+if in_list cpu "$STEPS"; then
+  for proxy in $CPU_PROXIES; do
+    if proxy_available "$proxy" && ! in_list "$proxy" "${CPU_ACTIVE[*]:-}"; then CPU_ACTIVE+=("$proxy"); fi
+  done
+  [ "${#CPU_ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark in the cpu step (CPU_PROXIES=\"$CPU_PROXIES\")"
+fi
+if [ -n "$(tr -d ' ' <<<"${STEPS//cpu/}")" ]; then
+  [ "${#ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark (PROXIES=\"$PROXIES\")"
+fi
+UAS_FOR=()
+for proxy in "${ACTIVE[@]}" "${CPU_ACTIVE[@]}"; do
+  in_list "$proxy" "${UAS_FOR[*]:-}" || UAS_FOR+=("$proxy")
+done
+has() { [[ " ${ACTIVE[*]:-} " == *" $1 "* ]]; } # PROXY
 
 NOTES=()
 STEP_TIMES=() # "STEP START END LOAD_START LOAD_END"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # --- rest ------------------------------------------------------------------------------------
-REST_SE=""  # proc_status | smaps_classes | PSS | heaps
-REST_KAM="" # tree_mem
+REST_SE=""   # proc_status | smaps_classes | PSS | heaps
+REST_BARE="" # the same for the bare runtime (scripts/bench_cost_bare.ts --mode rest)
+REST_KAM=""  # tree_mem
+# "proc_status | smaps_classes | PSS" of PID.
+rest_sample() { # PID
+  local pss
+  pss="$(awk '$1 == "Pss:" { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0)"
+  echo "$(proc_status "$1") | $(smaps_classes "$1") | $pss"
+}
 rest_step() {
-  local p
+  local p bare=0
+  # The bare runtime is sipedge's reference: it starts beside sipedge (launched first, not
+  # waited for, so that both start at the same moment) and is sampled right after it.
+  if has sipedge; then
+    bare=1
+    launch_rest_bare
+  fi
   for p in "${ACTIVE[@]}"; do "start_$p"; done
-  log "rest: both ready, waiting $REST_SECONDS s"
+  if [ "$bare" = 1 ]; then
+    if rest_bare_ready; then
+      log "rest: bare runtime ready (main + $WORKERS empty workers)"
+    else
+      NOTES+=("rest: the bare runtime (bench_cost_bare.ts --mode rest) was not ready after 30 s: left out ($(tail -3 "$(proxy_log bare)" | cut -c1-160 | tr '\n' '|'))")
+      stop_proxy bare
+      bare=0
+    fi
+  fi
+  log "rest: all ready, waiting $REST_SECONDS s"
   sleep "$REST_SECONDS"
   if has sipedge; then
-    local pid=${PROXY_PID[sipedge]} pss
-    pss="$(awk '$1 == "Pss:" { print $2 }' "/proc/$pid/smaps_rollup")"
-    REST_SE="$(proc_status "$pid") | $(smaps_classes "$pid") | $pss | $(sipedge_heaps)"
+    REST_SE="$(rest_sample "${PROXY_PID[sipedge]}")"
+    [ "$bare" = 0 ] || REST_BARE="$(rest_sample "${PROXY_PID[bare]}")"
+    REST_SE+=" | $(sipedge_heaps)"
+    [ "$bare" = 0 ] || REST_BARE+=" | $(rest_bare_heaps)"
     log "rest sipedge: status(VmRSS VmHWM RssAnon RssFile RssShmem threads) / classes / PSS / heaps: $REST_SE"
+    [ "$bare" = 0 ] || log "rest bare runtime: the same: $REST_BARE"
   fi
   if has kamailio; then
     REST_KAM="$(tree_mem "${PROXY_PID[kamailio]}")"
     log "rest kamailio: RSS sum / PSS sum / anonymous sum / processes: $REST_KAM"
   fi
   for p in "${ACTIVE[@]}"; do stop_proxy "$p"; done
+  [ "$bare" = 0 ] || stop_proxy bare
 }
 
 # --- idle ------------------------------------------------------------------------------------
@@ -627,8 +769,9 @@ churn_step() {
 }
 
 # --- cpu -------------------------------------------------------------------------------------
-CPU=() # proxy tr rate sent ok failed delivered p50 p99 cpu_s cpu_pct ms_per_1k uac% uas% other% load note
+CPU=() # proxy tr rate sent ok failed delivered p50 p99 cpu_s cpu_pct ms_per_1k uac% uas% other% load note round
 RECORD=1
+CPU_ROUND=0 # the round of the run (0: warm-up)
 cpu_run() { # PROXY TRANSPORT RATE SECONDS
   local proxy=$1 tr=$2 rate=$3 secs=$4 port tls=() out line note="-"
   out="$WORK/cpu_${proxy}_${tr}_${rate}_$RANDOM.out"
@@ -650,7 +793,8 @@ cpu_run() { # PROXY TRANSPORT RATE SECONDS
     -v ok="$(kv "$line" ok)" -v failed="$(kv "$line" failed)" -v delivered="$(kv "$line" rate)" \
     -v p50="$(kv "$line" p50_us)" -v p99="$(kv "$line" p99_us)" -v t0="$S_T0" -v t1="$S_T1" \
     -v c0="$S_C0" -v c1="$S_C1" -v u0="$S_U0" -v u1="$S_U1" -v h0="$S_A0" -v h1="$S_A1" \
-    -v g0="$S_G0" -v g1="$S_G1" -v hz="$CLK_TCK" -v load="$(cut -d' ' -f1 /proc/loadavg)" -v note="$note" '
+    -v g0="$S_G0" -v g1="$S_G1" -v hz="$CLK_TCK" -v load="$(cut -d' ' -f1 /proc/loadavg)" -v note="$note" \
+    -v round="$CPU_ROUND" '
     function pct(x) { return wall > 0 ? 100 * x / wall : 0 }
     BEGIN {
       if (failed == "") failed = 1
@@ -661,40 +805,47 @@ cpu_run() { # PROXY TRANSPORT RATE SECONDS
       other = host - cpu - uas - uac
       if (other < 0) other = 0
       per = ok > 0 ? cpu * 1000 / (ok / 1000) : 0
-      printf "%s %s %d %d %d %d %.1f %d %d %.2f %.1f %.1f %.1f %.1f %.1f %s %s", proxy, tr, rate,
+      printf "%s %s %d %d %d %d %.1f %d %d %.2f %.1f %.1f %.1f %.1f %.1f %s %s %d", proxy, tr, rate,
         sent, ok, failed, delivered, p50, p99, cpu, pct(cpu), per, pct(uac), pct(uas), pct(other),
-        load, note
+        load, note, round
     }')"
   if [ "$RECORD" = 1 ]; then
     CPU+=("$row")
-    log "$(awk '{ printf "cpu %-8s %s %6d/s: ok %d failed %d delivered %.1f/s, p50 %d µs p99 %d µs, proxy CPU %.2f s (%.1f %%) = %.1f ms per 1k tx; UAC %.0f %%, UAS %.0f %%, other %.0f %%", $1, $2, $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 }' <<<"$row")"
+    log "$(awk '{ printf "cpu round %d %-8s %s %6d/s: ok %d failed %d delivered %.1f/s, p50 %d µs p99 %d µs, proxy CPU %.2f s (%.1f %%) = %.1f ms per 1k tx; UAC %.0f %%, UAS %.0f %%, other %.0f %%", $18, $1, $2, $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 }' <<<"$row")"
   else
     log "$(awk '{ printf "cpu warm-up %-8s %s %d/s: ok %d failed %d", $1, $2, $3, $5, $6 }' <<<"$row")"
   fi
 }
 
+# Per transport: a warm-up of each proxy, then per rate CPU_ROUNDS rounds of all the proxies, the
+# order rotated by one each round (A B C, B C A, C A B), so that no proxy always goes first and
+# the proxies of a round are measured seconds apart (their ratio is taken per round).
 cpu_step() {
-  local tr rate proxy
-  for proxy in "${ACTIVE[@]}"; do "start_$proxy"; done
+  local tr rate proxy round i n=${#CPU_ACTIVE[@]}
+  for proxy in "${CPU_ACTIVE[@]}"; do "start_$proxy"; done
   for tr in $CPU_TRANSPORTS; do
     case "$tr" in tcp | tls) ;; *) die "CPU_TRANSPORTS may hold tcp and tls, not '$tr'" ;; esac
     if [ "$CPU_WARMUP" -gt 0 ]; then
-      RECORD=0
-      for proxy in "${ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "${CPU_RATES%% *}" "$CPU_WARMUP"; done
+      RECORD=0 CPU_ROUND=0
+      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "${CPU_RATES%% *}" "$CPU_WARMUP"; done
       RECORD=1
     fi
     for rate in $CPU_RATES; do
-      for proxy in "${ACTIVE[@]}"; do
-        if proxy_crashed "$proxy"; then
-          stop_proxy "$proxy"
-          "start_$proxy"
-        fi
-        cpu_run "$proxy" "$tr" "$rate" "$CPU_SECONDS"
-        sleep 1
+      for round in $(seq "$CPU_ROUNDS"); do
+        for i in $(seq 0 $((n - 1))); do
+          proxy="${CPU_ACTIVE[$(((i + round - 1) % n))]}"
+          if proxy_crashed "$proxy"; then
+            stop_proxy "$proxy"
+            "start_$proxy"
+          fi
+          CPU_ROUND=$round
+          cpu_run "$proxy" "$tr" "$rate" "$CPU_SECONDS"
+          sleep 1
+        done
       done
     done
   done
-  for proxy in "${ACTIVE[@]}"; do stop_proxy "$proxy"; done
+  for proxy in "${CPU_ACTIVE[@]}"; do stop_proxy "$proxy"; done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -708,22 +859,23 @@ fi
 tree_state() { git -C "$REPO" diff HEAD -- core plugins main.ts 2>/dev/null | cksum; }
 TREE_START="$(tree_state)"
 START=$SECONDS
-for proxy in "${ACTIVE[@]}"; do start_uas "$proxy"; done
+for proxy in "${UAS_FOR[@]}"; do start_uas "$proxy"; done
 for step in $STEPS; do
   t0="$(date -u +%H:%M:%S)" l0="$(loadavg)"
   log "step $step"
   "${step}_step"
   STEP_TIMES+=("$step|$t0|$(date -u +%H:%M:%S)|$l0|$(loadavg)")
 done
-for proxy in "${ACTIVE[@]}"; do stop_pid "${UAS_PID[$proxy]}"; done
+for proxy in "${UAS_FOR[@]}"; do stop_pid "${UAS_PID[$proxy]}"; done
 DATE_END="$(date -u '+%H:%M:%S UTC')"
 [ "$(tree_state)" = "$TREE_START" ] ||
   NOTES+=("core/, plugins/ or main.ts changed in the working tree during the run: the sipedge processes started at different times may have run different code")
 # CPU steps where other work on the machine took a large share (their ratio is less certain).
 for row in "${CPU[@]}"; do
-  read -r p tr rate _ _ _ _ _ _ _ _ _ _ _ other _ <<<"$row"
-  awk -v o="$other" 'BEGIN { exit !(o >= 25) }' &&
-    NOTES+=("cpu $tr $rate/s, $p: other processes used $other % of a core during the step (a shared machine): this step's figures are less certain")
+  read -r p tr rate _ _ _ _ _ _ _ _ _ _ _ other _ _ round _ <<<"$row"
+  if awk -v o="$other" 'BEGIN { exit !(o >= 25) }'; then
+    NOTES+=("cpu $tr $rate/s, $p, round $round: other processes used $other % of a core during the step (a shared machine): this step's figures are less certain")
+  fi
 done
 LOAD_END="$(loadavg)"
 
@@ -752,6 +904,15 @@ report() {
     "timeouts, limits, blacklist; log level warning (churn: $CHURN_LOG_LEVEL)"
   echo "- **Kamailio:** stateless \`forward()\`, tcp + tls listeners, children = tcp_children = $WORKERS," \
     "\`-x $KAMAILIO_MEM -m $KAMAILIO_SHM_MB -M 8\`"
+  if [ -n "$REST_BARE" ]; then
+    echo "- **bare runtime (rest step):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode rest" \
+      "--workers $WORKERS\`: a main thread and $WORKERS Web Workers, a 250 ms timer each, nothing else"
+  fi
+  if [ "${#CPU[@]}" -gt 0 ] && in_list relay "${CPU_ACTIVE[*]}"; then
+    echo "- **relay (cpu step):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay\`," \
+      "workers = $WORKERS, tcp + tls listeners: bytes copied to one upstream connection per client" \
+      "connection, no SIP parsing (the runtime's floor)"
+  fi
   echo "- **Units:** MiB = 1,048,576 bytes, KiB = 1,024 bytes (the kernel's \"kB\" in /proc are KiB)."
   echo
   echo "| step | UTC | load average at start | at end |"
@@ -765,35 +926,68 @@ report() {
     echo "## 1. At rest (workers = $WORKERS, no traffic, $REST_SECONDS s after ready)"
     echo
     if [ -n "$REST_SE" ]; then
-      local st cl pss hp
-      st="$(field "$REST_SE" 1)" cl="$(field "$REST_SE" 2)" pss="$(field "$REST_SE" 3)" hp="$(field "$REST_SE" 4)"
-      awk -v st="$st" -v cl="$cl" -v pss="$pss" -v hp="$hp" -v ncpu="$WORKERS" '
+      # Fields of REST_SE and REST_BARE: status | classes | PSS | JS heaps ("WORKERS MAIN ...").
+      awk -v se="$REST_SE" -v bare="$REST_BARE" -v nw="$WORKERS" '
         function m(k) { return sprintf("%.1f", k / 1024) }
+        # One sample into S (status), C (classes), P (PSS), H (heaps) under index i.
+        function load(line, i,   f, x, k) {
+          split(line, f, "|")
+          split(f[1], x, " "); for (k in x) S[i, k] = x[k] + 0
+          split(f[2], x, " "); for (k in x) C[i, k] = x[k] + 0
+          P[i] = f[3] + 0
+          split(f[4], x, " "); H[i, 1] = x[1]; H[i, 2] = x[2]
+        }
+        # A row: LABEL, then the value of each column (sipedge, bare), bold when BOLD.
+        function row(label, a, b, bold,   f) {
+          f = bold ? "**%s**" : "%s"
+          printf "| %s | " f, (bold ? "**" label "**" : label), a
+          if (nb) printf " | " f, b
+          print " |"
+        }
         BEGIN {
-          split(st, S, " "); split(cl, C, " "); split(hp, H, " ")
-          print "| sipedge | MiB |"
-          print "| --- | ---: |"
-          printf "| **VmRSS** (VmHWM %s) | **%s** |\n", m(S[2]), m(S[1])
-          printf "| PSS | %s |\n", m(pss)
-          printf "| **anonymous** (RssAnon) | **%s** |\n", m(S[3])
-          printf "| &nbsp;&nbsp;V8 heap pages (256 KiB mappings, %d isolates) | %s |\n", ncpu + 1, m(C[6])
-          printf "| &nbsp;&nbsp;glibc thread arenas | %s |\n", m(C[7])
-          printf "| &nbsp;&nbsp;glibc main arena ([heap]) | %s |\n", m(C[8])
-          printf "| &nbsp;&nbsp;other anonymous (mmapped malloc chunks, V8 code / large objects, stacks) | %s |\n", m(C[9])
-          printf "| **file-backed** (RssFile + RssShmem) | **%s** |\n", m(S[4] + S[5])
-          printf "| &nbsp;&nbsp;deno binary, text (r-x; PSS %s) | %s |\n", m(C[2]), m(C[1])
-          printf "| &nbsp;&nbsp;deno binary, rodata / data | %s |\n", m(C[3])
-          printf "| &nbsp;&nbsp;shared libraries | %s |\n", m(C[4])
-          printf "| &nbsp;&nbsp;other files (deno caches) | %s |\n", m(C[5])
-          printf "| VmRSS less the deno binary (text + data) | %s |\n", m(S[1] - C[1] - C[3])
-          printf "| JS heap in use: workers / supervisor (/metrics) | %s / %s |\n", H[1], H[2]
-          printf "| threads | %d |\n", S[6]
+          load(se, 1); nb = (bare != ""); if (nb) load(bare, 2)
+          printf "| | sipedge |%s\n", (nb ? sprintf(" bare Deno, main + %d empty workers |", nw) : "")
+          print "| --- | ---: |" (nb ? " ---: |" : "")
+          for (i = 1; i <= 2; i++) {
+            anon[i] = S[i, 3]; file[i] = S[i, 4] + S[i, 5]; less[i] = S[i, 1] - C[i, 1] - C[i, 3]
+          }
+          row("**VmRSS** (VmHWM)", "**" m(S[1, 1]) "** (" m(S[1, 2]) ")", "**" m(S[2, 1]) "** (" m(S[2, 2]) ")")
+          row("PSS", m(P[1]), m(P[2]))
+          row("anonymous (RssAnon)", m(anon[1]), m(anon[2]), 1)
+          row(sprintf("&nbsp;&nbsp;V8 heap pages (256 KiB mappings, %d isolates)", nw + 1), m(C[1, 6]), m(C[2, 6]))
+          row("&nbsp;&nbsp;glibc thread arenas", m(C[1, 7]), m(C[2, 7]))
+          row("&nbsp;&nbsp;glibc main arena ([heap])", m(C[1, 8]), m(C[2, 8]))
+          row("&nbsp;&nbsp;other anonymous (mmapped malloc chunks, V8 code / large objects, stacks)", m(C[1, 9]), m(C[2, 9]))
+          row("file-backed (RssFile + RssShmem)", m(file[1]), m(file[2]), 1)
+          row("&nbsp;&nbsp;deno binary, text (r-x; its PSS)", m(C[1, 1]) " (PSS " m(C[1, 2]) ")", m(C[2, 1]) " (PSS " m(C[2, 2]) ")")
+          row("&nbsp;&nbsp;deno binary, rodata / data", m(C[1, 3]), m(C[2, 3]))
+          row("&nbsp;&nbsp;shared libraries", m(C[1, 4]), m(C[2, 4]))
+          row("&nbsp;&nbsp;other files (deno caches)", m(C[1, 5]), m(C[2, 5]))
+          row("VmRSS less the deno binary (text + data)", m(less[1]), m(less[2]))
+          row("JS heap in use: workers / main thread (supervisor)", H[1, 1] " / " H[1, 2], H[2, 1] " / " H[2, 2])
+          row("threads", S[1, 6], S[2, 6])
+          print ""
+          if (nb) {
+            printf "- sipedge − bare runtime: **%.1f MiB RSS** (anonymous %.1f MiB: V8 heap pages %+.1f, glibc thread arenas %+.1f, main arena %+.1f, other %+.1f; file-backed %+.1f MiB)\n",
+              (S[1, 1] - S[2, 1]) / 1024, (anon[1] - anon[2]) / 1024, (C[1, 6] - C[2, 6]) / 1024,
+              (C[1, 7] - C[2, 7]) / 1024, (C[1, 8] - C[2, 8]) / 1024, (C[1, 9] - C[2, 9]) / 1024,
+              (file[1] - file[2]) / 1024
+            printf "- the bare runtime in sipedge'"'"'s shape is %.0f %% of sipedge'"'"'s VmRSS (%.0f %% of its anonymous memory); without the deno binary'"'"'s pages, sipedge − bare = %.1f MiB\n",
+              (S[1, 1] > 0 ? 100 * S[2, 1] / S[1, 1] : 0), (anon[1] > 0 ? 100 * anon[2] / anon[1] : 0),
+              (less[1] - less[2]) / 1024
+            print ""
+          }
         }'
-      echo
       echo "The deno binary's mappings are file-backed pages of the executable: the same for any"
       echo "Deno program, and shared with every other deno process on the machine (the PSS of its"
       echo "text shows how many others map it right now). They count in RSS but not in what sipedge"
       echo "itself allocates; the anonymous part is sipedge's (runtime + isolates + its own state)."
+      if [ -n "$REST_BARE" ]; then
+        echo "The bare column is scripts/bench_cost_bare.ts --mode rest with sipedge's deno flags, started"
+        echo "beside sipedge and sampled right after it: a main thread and $WORKERS Web Workers that only"
+        echo "keep a 250 ms timer, no sockets, no module but its own — what $((WORKERS + 1)) isolates of this Deno"
+        echo "cost before any program code. sipedge − bare is what sipedge's code, modules and state add."
+      fi
       echo
     fi
     if [ -n "$REST_KAM" ]; then
@@ -876,7 +1070,8 @@ report() {
     echo
     local prev="" i=0 lastr=""
     for c in "${CHURN[@]}"; do
-      local r="$(cut -d'|' -f4 <<<"$c" | cut -d' ' -f1)" label="$(cut -d'|' -f1 <<<"$c")"
+      local r label
+      r="$(cut -d'|' -f4 <<<"$c" | cut -d' ' -f1)" label="$(cut -d'|' -f1 <<<"$c")"
       if [[ "$label" == "3 s after round"* ]]; then
         i=$((i + 1))
         echo "- round $i: RSS $(mib "$prev") → $(mib "$r") MiB (**$(awk -v a="$prev" -v b="$r" 'BEGIN { printf "%+.1f", (b - a) / 1024 }') MiB**)"
@@ -892,33 +1087,72 @@ report() {
     echo
   fi
   if [ "${#CPU[@]}" -gt 0 ]; then
-    echo "## 4. CPU per transaction and latency ($CPU_CONNS connections, open loop, $CPU_SECONDS s per step)"
+    echo "## 4. CPU per transaction and latency ($CPU_CONNS connections, open loop, $CPU_SECONDS s per step, $CPU_ROUNDS round(s))"
     echo
     echo "CPU = the proxy's utime + stime over the step (whole process tree), per 1,000 transactions"
     echo "(1 tx = OPTIONS forwarded + 200 forwarded back = 2 SIP messages). p50 / p99: sipload, µs."
-    echo "Ratio = sipedge / Kamailio CPU per tx."
+    echo "Each rate ran $CPU_ROUNDS round(s) of ${CPU_ACTIVE[*]}, interleaved, the order rotated each"
+    echo "round. CPU and p50 / p99: the median over the rounds. Ratios and sipedge − relay: computed"
+    echo "per round (the proxies of a round ran seconds apart), then their median (min–max over the"
+    echo "rounds). relay = scripts/bench_cost_bare.ts --mode relay: bytes copied between the client's"
+    echo "connection and one upstream connection, no SIP parsing, $WORKERS workers, sipedge's deno"
+    echo "flags — the runtime's floor under any proxy on Deno's sockets; sipedge − relay = what"
+    echo "sipedge's own code costs per tx. Rounds that failed (no result, crash) are left out."
     echo
-    echo "| transport | rate tx/s | sipedge CPU ms / 1k tx | Kamailio CPU ms / 1k tx | **ratio** | sipedge p50 / p99 µs | Kamailio p50 / p99 µs | failed (sipedge / Kamailio) |"
-    echo "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"
+    echo "| transport | rate tx/s | sipedge CPU ms / 1k tx | Kamailio CPU ms / 1k tx | relay CPU ms / 1k tx | **sipedge / Kamailio** | relay / Kamailio | sipedge − relay, ms / 1k tx | sipedge p50 / p99 µs | Kamailio p50 / p99 µs | relay p50 / p99 µs | failed (sipedge / Kamailio / relay) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"
     printf '%s\n' "${CPU[@]}" | awk '
+      # LIST: numbers separated by spaces. Sets N, MED, MIN, MAX.
+      function stats(list,   a, i, j, t) {
+        N = split(list, a, " ")
+        for (i = 2; i <= N; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        if (N == 0) return 0
+        MIN = a[1] + 0; MAX = a[N] + 0
+        MED = (N % 2 ? a[(N + 1) / 2] + 0 : (a[N / 2] + a[N / 2 + 1]) / 2)
+        return N
+      }
+      function median(list, fmt) { return stats(list) ? sprintf(fmt, MED) : "-" }
+      function spread(list, fmt, bold) {
+        if (!stats(list)) return "-"
+        return sprintf(bold ? "**" fmt "**" : fmt, MED) (N > 1 ? sprintf(" (" fmt "–" fmt ")", MIN, MAX) : "")
+      }
+      function add(arr, key, v) { arr[key] = (key in arr ? arr[key] " " : "") v }
       { k = $2 " " $3; keys[k] = 1; tr[k] = $2; rt[k] = $3
-        per[k, $1] = $12; lat[k, $1] = $8 " / " $9; fl[k, $1] = $6; seen[k, $1] = 1 }
+        fl[k, $1] += $6; ran[k, $1] = 1
+        if ($17 == "-" && $5 > 0) {
+          add(per, k SUBSEP $1, $12); add(p50, k SUBSEP $1, $8); add(p99, k SUBSEP $1, $9)
+          rnd[k, $1, $18] = $12; rounds[k, $18] = 1
+        } }
       END { for (k in keys) {
-        s = (seen[k, "sipedge"] ? sprintf("%.1f", per[k, "sipedge"]) : "-")
-        q = (seen[k, "kamailio"] ? sprintf("%.1f", per[k, "kamailio"]) : "-")
-        ratio = (seen[k, "sipedge"] && seen[k, "kamailio"] && per[k, "kamailio"] > 0) ? sprintf("**%.2f**", per[k, "sipedge"] / per[k, "kamailio"]) : "-"
-        printf "%s %08d| %s | %d | %s | %s | %s | %s | %s | %s / %s |\n", tr[k], rt[k], tr[k], rt[k], s, q, ratio,
-          (seen[k, "sipedge"] ? lat[k, "sipedge"] : "-"), (seen[k, "kamailio"] ? lat[k, "kamailio"] : "-"),
-          (seen[k, "sipedge"] ? fl[k, "sipedge"] : "-"), (seen[k, "kamailio"] ? fl[k, "kamailio"] : "-") } }' |
+        sk = ""; rk = ""; sr = ""
+        for (kr in rounds) {
+          split(kr, x, SUBSEP); if (x[1] != k) continue; r = x[2]
+          if (((k, "sipedge", r) in rnd) && ((k, "kamailio", r) in rnd) && rnd[k, "kamailio", r] > 0)
+            sk = sk " " rnd[k, "sipedge", r] / rnd[k, "kamailio", r]
+          if (((k, "relay", r) in rnd) && ((k, "kamailio", r) in rnd) && rnd[k, "kamailio", r] > 0)
+            rk = rk " " rnd[k, "relay", r] / rnd[k, "kamailio", r]
+          if (((k, "sipedge", r) in rnd) && ((k, "relay", r) in rnd))
+            sr = sr " " rnd[k, "sipedge", r] - rnd[k, "relay", r]
+        }
+        line = sprintf("%s %08d| %s | %d", tr[k], rt[k], tr[k], rt[k])
+        split("sipedge kamailio relay", P, " ")
+        for (i = 1; i <= 3; i++) line = line " | " median(per[k, P[i]], "%.1f")
+        line = line " | " spread(sk, "%.2f", 1) " | " spread(rk, "%.2f", 0) " | " spread(sr, "%.1f", 0)
+        for (i = 1; i <= 3; i++)
+          line = line " | " (stats(p50[k, P[i]]) ? median(p50[k, P[i]], "%.0f") " / " median(p99[k, P[i]], "%.0f") : "-")
+        line = line " | "
+        for (i = 1; i <= 3; i++) line = line (i > 1 ? " / " : "") (ran[k, P[i]] ? fl[k, P[i]] : "-")
+        print line " |"
+      } }' |
       sort | sed 's/^[^|]*|/|/'
     echo
-    echo "Each step in full (CPU % of one core, max $(nproc)00 %; UAC / UAS / other = the load tools"
-    echo "and the rest of the machine over the step):"
+    echo "Each step in full, in the order they ran (CPU % of one core, max $(nproc)00 %; UAC / UAS /"
+    echo "other = the load tools and the rest of the machine over the step):"
     echo
-    echo "| proxy | transport | rate | sent | ok | failed | delivered /s | p50 µs | p99 µs | proxy CPU s | proxy CPU % | ms / 1k tx | UAC % | UAS % | other % | load | note |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    printf '%s\n' "${CPU[@]}" | awk '{ printf "| %s | %s | %d | %d | %d | %d | %.1f | %d | %d | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
-      $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 }'
+    echo "| proxy | transport | rate | round | sent | ok | failed | delivered /s | p50 µs | p99 µs | proxy CPU s | proxy CPU % | ms / 1k tx | UAC % | UAS % | other % | load | note |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    printf '%s\n' "${CPU[@]}" | awk '{ printf "| %s | %s | %d | %d | %d | %d | %d | %.1f | %d | %d | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
+      $1, $2, $3, $18, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 }'
     echo
   fi
   if [ "${#NOTES[@]}" -gt 0 ]; then
