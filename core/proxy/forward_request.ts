@@ -266,12 +266,13 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     };branch=${branch};i=${source.connectionId}\r\n`,
   );
   // received / rport on the sender's Via (§18.2.1, RFC 3581).
-  const senderVia = withReceived(
+  addReceived(
+    edit,
     head.text.slice(topViaRange.start, topViaRange.end),
+    topViaRange.start,
     topVia,
     source,
   );
-  if (senderVia !== undefined) edit.replace(topViaRange.start, topViaRange.end, senderVia);
 
   host.count("requests_forwarded");
   // Not sent: the host answers the sender (408 for timeouts, 430 for a flow, else 503).
@@ -503,24 +504,36 @@ export function statelessBranch(head: SipHead, topVia: Via): string {
 }
 
 /**
- * The sender's Via value with received and rport set (§18.2.1, RFC 3581), or undefined when
- * unchanged. A `received` the sender wrote itself is replaced: it must name the real source.
+ * Sets received and rport on the sender's Via value (`value`, at offset `at` of the head) (§18.2.1,
+ * RFC 3581): small edits in place, not the value written anew. A `received` the sender wrote
+ * itself is replaced: it must name the real source.
  */
-function withReceived(value: string, via: Via, source: MessageSource): string | undefined {
+function addReceived(
+  edit: MessageEdit,
+  value: string,
+  at: number,
+  via: Via,
+  source: MessageSource,
+): void {
   const rport = via.params.get("rport");
-  const needsReceived = bareIp(via.host) !== source.hostname || rport !== undefined ||
-    via.params.has("received");
-  if (!needsReceived) return undefined;
-  let out = value;
-  if (rport === "") out = out.replace(/;[ \t]*rport(?=[ \t]*(;|$))/i, `;rport=${source.port}`);
-  const ip = source.hostname.includes(":") ? `[${source.hostname}]` : source.hostname;
-  if (via.params.has("received")) {
-    out = out.replace(/;[ \t]*received[ \t]*=[ \t]*[^;]*/i, `;received=${ip}`);
-  } else {
-    out += `;received=${ip}`;
+  const hasReceived = via.params.has("received");
+  if (bareIp(via.host) === source.hostname && rport === undefined && !hasReceived) return;
+  if (rport === "") {
+    const flag = RPORT_FLAG.exec(value);
+    if (flag !== null) {
+      edit.replace(at + flag.index, at + flag.index + flag[0].length, `;rport=${source.port}`);
+    }
   }
-  return out === value ? undefined : out;
+  const ip = source.hostname.includes(":") ? `[${source.hostname}]` : source.hostname;
+  if (!hasReceived) return void edit.insert(at + value.length, `;received=${ip}`);
+  const received = RECEIVED.exec(value);
+  if (received !== null && received[0] !== `;received=${ip}`) {
+    edit.replace(at + received.index, at + received.index + received[0].length, `;received=${ip}`);
+  }
 }
+
+const RPORT_FLAG = /;[ \t]*rport(?=[ \t]*(;|$))/i;
+const RECEIVED = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
 
 function bareIp(host: string): string {
   return host.startsWith("[") ? host.slice(1, -1) : host;

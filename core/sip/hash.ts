@@ -15,9 +15,27 @@ export function hash64(text: string): string {
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
-  return hex8(a) + hex8(b ^ (a >>> 7));
+  // One string from 16 character codes, not two `toString(16).padStart()` and a concatenation.
+  const c = b ^ (a >>> 7);
+  return String.fromCharCode(
+    HEX[(a >>> 28) & 15],
+    HEX[(a >>> 24) & 15],
+    HEX[(a >>> 20) & 15],
+    HEX[(a >>> 16) & 15],
+    HEX[(a >>> 12) & 15],
+    HEX[(a >>> 8) & 15],
+    HEX[(a >>> 4) & 15],
+    HEX[a & 15],
+    HEX[(c >>> 28) & 15],
+    HEX[(c >>> 24) & 15],
+    HEX[(c >>> 20) & 15],
+    HEX[(c >>> 16) & 15],
+    HEX[(c >>> 12) & 15],
+    HEX[(c >>> 8) & 15],
+    HEX[(c >>> 4) & 15],
+    HEX[c & 15],
+  );
 }
 
-function hex8(n: number): string {
-  return (n >>> 0).toString(16).padStart(8, "0");
-}
+/** Character codes of the lower-case hex digits. */
+const HEX = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102];

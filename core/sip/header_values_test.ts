@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  ParamList,
   parseCSeq,
   parseNameAddr,
   parseParams,
@@ -223,4 +224,95 @@ Deno.test("parseCSeq", async (t) => {
       () => assert.equal(parseCSeq(bad), undefined),
     );
   }
+});
+
+Deno.test("ParamList: the same answers as parseParams, read on demand", async (t) => {
+  await t.step("flags, values, case, spaces, quoted semicolons, repeats", () => {
+    const text = ';Branch = z9hG4bK1 ;rport; RECEIVED=1.2.3.4;x="a;b=c";branch=z9hG4bK2;;=v';
+    const list = new ParamList(text);
+    assert.equal(list.get("branch"), "z9hG4bK2", "the last of a repeated name wins, as in a Map");
+    assert.equal(list.get("rport"), "");
+    assert.equal(list.get("received"), "1.2.3.4");
+    assert.equal(list.get("x"), '"a;b=c"');
+    assert.equal(list.get("b"), undefined, "inside a quoted string");
+    assert.ok(list.has("rport") && !list.has("maddr"));
+    assert.deepEqual([...list], [...parseParams(text)]);
+    assert.equal(list.size, parseParams(text).size);
+  });
+  await t.step("property: get and has agree with parseParams for any text", () => {
+    const part = fc.constantFrom(
+      ";",
+      "=",
+      " ",
+      '"',
+      "\\",
+      "branch",
+      "BRANCH",
+      "rport",
+      "received",
+      "i",
+      "1.2.3.4",
+      "z9hG4bK",
+      "\u00c9",
+    );
+    fc.assert(
+      fc.property(fc.array(part, { maxLength: 12 }), (parts) => {
+        const text = parts.join("");
+        const map = parseParams(text);
+        const list = new ParamList(text);
+        for (const name of ["branch", "rport", "received", "i", "", "\u00e9", "1.2.3.4"]) {
+          assert.equal(list.get(name), map.get(name), `${JSON.stringify(text)} ${name}`);
+          assert.equal(list.has(name), map.has(name), `${JSON.stringify(text)} ${name}`);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
+Deno.test("parseVia accepts exactly what its former RegExp accepted (property)", () => {
+  // The RegExp parseVia was written from; the hand parser must give the same result.
+  const VIA =
+    /^SIP\s*\/\s*2\.0\s*\/\s*([A-Za-z0-9-]+)\s+(\[[^\]\s]*\]|[^;:\s]+)(?:\s*:\s*([0-9]{1,5}))?\s*(;.*)?$/is;
+  const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*|[0-9.]+)$/;
+  const oracle = (value: string) => {
+    const m = VIA.exec(value);
+    if (m === null || !HOST.test(m[2])) return undefined;
+    const port = m[3] === undefined ? 0 : Number(m[3]);
+    if (port > 65535 || (m[3] !== undefined && port === 0)) return undefined;
+    return {
+      transport: m[1].toUpperCase(),
+      host: m[2].toLowerCase(),
+      port,
+      params: [...(m[4] === undefined ? new Map() : parseParams(m[4]))],
+    };
+  };
+  const part = fc.constantFrom(
+    ..."SIPsip/2.0 \t\r\n\u00a0TCPudp-[]:;=abc159.6\u00e9\u000b,".split(""),
+    "SIP/2.0/TCP ",
+    "SIP / 2.0 / UDP ",
+    "host.example.com",
+    "[2001:db8::1]",
+    ":5060",
+    ";branch=z9hG4bK1",
+    ";rport",
+    " ; received = 1.2.3.4",
+    "99999",
+  );
+  let accepted = 0;
+  fc.assert(
+    fc.property(fc.array(part, { minLength: 1, maxLength: 10 }), (parts) => {
+      const value = parts.join("");
+      const expected = oracle(value);
+      const via = parseVia(value);
+      if (expected !== undefined) accepted++;
+      assert.deepEqual(
+        via === undefined ? undefined : { ...via, params: [...via.params] },
+        expected,
+        JSON.stringify(value),
+      );
+    }),
+    { numRuns: 20000 },
+  );
+  assert.ok(accepted > 100, `the generator makes valid Vias too (${accepted})`);
 });

@@ -10,13 +10,23 @@
 import { Buffer } from "node:buffer";
 import { allocBytes } from "./bytes.ts";
 
+/** A Buffer over the whole ArrayBuffer decoded last (a connection's read buffer, mostly). */
+let lastArray: ArrayBufferLike | undefined;
+let lastView: Buffer | undefined;
+
 /** Decodes `bytes[start, end)` as latin1: `result.length === end - start`. */
 export function latin1Decode(bytes: Uint8Array, start = 0, end = bytes.length): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(
-    "latin1",
-    start,
-    end,
-  );
+  // Consecutive heads come from the same read buffer: one Buffer object over it serves them
+  // all (a Buffer per call and `toString`'s argument checks were a third of this function).
+  const array = bytes.buffer;
+  let view = lastView;
+  if (array !== lastArray || view === undefined) {
+    view = lastView = Buffer.from(array);
+    lastArray = array;
+  }
+  const at = bytes.byteOffset;
+  // @ts-ignore: latin1Slice is Buffer's own method (node's and Deno's), not in its types.
+  return view.latin1Slice(at + start, at + end) as string;
 }
 
 /**

@@ -7,10 +7,9 @@
  * Content-Length.
  * @module
  */
-import { canonicalHeaderName, type HeaderField, type SipHead } from "./head.ts";
+import type { HeaderField, SipHead } from "./head.ts";
 import { latin1Decode } from "./latin1.ts";
-
-const TOKEN_CHARS = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
+import { headerNameAt, isToken } from "./token.ts";
 
 /** Content-Length value meaning "present but not a valid number". */
 export const CONTENT_LENGTH_INVALID = -2;
@@ -93,9 +92,8 @@ export function parseHead(text: string): SipHead {
       pos = next;
       continue;
     }
-    const nameEnd = trimEnd(text, pos, colon);
-    const rawName = text.slice(pos, nameEnd);
-    if (!TOKEN_CHARS.test(rawName)) {
+    const name = headerNameAt(text, pos, trimEnd(text, pos, colon));
+    if (name === undefined) {
       setError(head, "Malformed header name");
       last = undefined;
       pos = next;
@@ -104,7 +102,7 @@ export function parseHead(text: string): SipHead {
     let valueStart = colon + 1;
     while (valueStart < contentEnd && isWhite(text.charCodeAt(valueStart))) valueStart++;
     last = {
-      name: canonicalHeaderName(rawName),
+      name,
       start: pos,
       valueStart,
       valueEnd: trimEnd(text, valueStart, contentEnd),
@@ -125,7 +123,7 @@ function parseStartLine(head: SipHead, line: string): void {
     head.version = sp1 < 0 ? line : line.slice(0, sp1);
     const code = sp1 < 0 ? "" : line.slice(sp1 + 1, sp1 + 4);
     const after = line.charCodeAt(sp1 + 4);
-    if (!/^[1-6][0-9][0-9]$/.test(code) || !(Number.isNaN(after) || after === 32)) {
+    if (!isStatusCode(code) || !(Number.isNaN(after) || after === 32)) {
       setError(head, "Malformed status line");
       return;
     }
@@ -145,9 +143,44 @@ function parseStartLine(head: SipHead, line: string): void {
   head.method = line.slice(0, sp1);
   head.uri = line.slice(sp1 + 1, sp2);
   head.version = line.slice(sp2 + 1);
-  if (!TOKEN_CHARS.test(head.method)) setError(head, "Malformed method");
-  else if (!/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(head.uri)) setError(head, "Malformed Request-URI");
-  else if (!/^SIP\/\d+\.\d+$/i.test(head.version)) setError(head, "Malformed SIP version");
+  if (!isToken(head.method)) setError(head, "Malformed method");
+  else if (!isAbsoluteUri(head.uri)) setError(head, "Malformed Request-URI");
+  else if (head.version !== "SIP/2.0" && !/^SIP\/\d+\.\d+$/i.test(head.version)) {
+    setError(head, "Malformed SIP version");
+  }
+}
+
+/** Three digits, the first 1–6 (a status code, §25.1). */
+function isStatusCode(code: string): boolean {
+  if (code.length !== 3) return false;
+  const a = code.charCodeAt(0), b = code.charCodeAt(1), c = code.charCodeAt(2);
+  return a >= 49 && a <= 54 && b >= 48 && b <= 57 && c >= 48 && c <= 57;
+}
+
+/**
+ * `scheme ":" 1*non-space`, scheme = ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") — what the
+ * RegExp `^[A-Za-z][A-Za-z0-9+.-]*:\S+$` accepts, without one per request.
+ */
+function isAbsoluteUri(uri: string): boolean {
+  const first = uri.charCodeAt(0) | 0x20;
+  if (!(first >= 97 && first <= 122)) return false;
+  let i = 1;
+  for (; i < uri.length; i++) {
+    const c = uri.charCodeAt(i);
+    if (c === 58) break;
+    const l = c | 0x20;
+    if (!((l >= 97 && l <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46)) {
+      return false;
+    }
+  }
+  if (i >= uri.length - 1) return false; // no ":" or nothing after it
+  for (i++; i < uri.length; i++) if (isRegExpSpace(uri.charCodeAt(i))) return false;
+  return true;
+}
+
+/** What `\s` matches among the characters a latin1 head can hold. */
+function isRegExpSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13) || c === 160;
 }
 
 function readContentLength(head: SipHead): void {
@@ -155,7 +188,7 @@ function readContentLength(head: SipHead): void {
     if (field.name !== "content-length") continue;
     let raw = head.text.slice(field.valueStart, field.valueEnd);
     if (field.folded) raw = raw.replace(/[ \t]*\r?\n[ \t]+/g, " ").trim();
-    const value = /^[0-9]{1,10}$/.test(raw) ? Number(raw) : CONTENT_LENGTH_INVALID;
+    const value = isDigits(raw, 10) ? Number(raw) : CONTENT_LENGTH_INVALID;
     if (
       value === CONTENT_LENGTH_INVALID || (head.contentLength >= 0 && head.contentLength !== value)
     ) {
@@ -165,6 +198,16 @@ function readContentLength(head: SipHead): void {
     }
     head.contentLength = value;
   }
+}
+
+/** 1 to `max` ASCII digits. */
+function isDigits(text: string, max: number): boolean {
+  if (text.length === 0 || text.length > max) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 function setError(head: SipHead, message: string): void {

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { bareHost, formatHostPort, parseHostPort, parseSipUri } from "./uri.ts";
+import { bareHost, formatHostPort, isHost, parseHostPort, parseSipUri } from "./uri.ts";
 
 Deno.test("parseSipUri: host only", () => {
   assert.deepEqual(parseSipUri("sip:Example.COM"), {
@@ -186,5 +186,23 @@ Deno.test("parseSipUri property: never throws", () => {
     fc.property(fc.oneof(fc.string(), fc.string().map((s) => `sip:${s}`)), (text) => {
       parseSipUri(text);
     }),
+  );
+});
+
+Deno.test("isHost accepts exactly what its former RegExp accepted (property)", () => {
+  const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*|[0-9.]+)$/;
+  const part = fc.constantFrom(
+    ..."aZ09.-:[]gG_ \u00e9".split(""),
+    "example.com",
+    "192.0.2.1",
+    "[2001:db8::1]",
+    "::",
+  );
+  fc.assert(
+    fc.property(fc.array(part, { maxLength: 6 }), (parts) => {
+      const text = parts.join("");
+      assert.equal(isHost(text), HOST.test(text), JSON.stringify(text));
+    }),
+    { numRuns: 10000 },
   );
 });
