@@ -899,7 +899,8 @@ report() {
   echo "- **Software:** $("$DENO_BIN" --version 2>/dev/null | head -2 | tr '\n' ' ' | sed 's/ *$//');" \
     "Kamailio $("$KAMAILIO" -v 2>/dev/null | head -1 | awk '{print $3}' || echo '-');" \
     "$(openssl version | cut -d' ' -f1-2); sipload $SIPLOAD_DESC"
-  echo "- **sipedge:** \`${SIPEDGE_CMD:-deno $SIPEDGE_RUN main.ts --config FILE}\` (the runtime flags of" \
+  echo "- **sipedge:** \`${SIPEDGE_CMD:-deno $SIPEDGE_RUN main.ts --config FILE}\`" \
+    "($([ -n "${SIPEDGE_CMD:-}" ] && echo "SIPEDGE_CMD, not the runtime flags of" || echo "the runtime flags of")" \
     "\`deno task start\`), workers = $WORKERS, tcp + tls listeners, control API, static_router," \
     "timeouts, limits, blacklist; log level warning (churn: $CHURN_LOG_LEVEL)"
   echo "- **Kamailio:** stateless \`forward()\`, tcp + tls listeners, children = tcp_children = $WORKERS," \
