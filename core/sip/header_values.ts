@@ -5,6 +5,7 @@
  * @module
  */
 import { isHost } from "./uri.ts";
+import { isRegExpSpace } from "./token.ts";
 
 /** One element of a comma-separated header value: `text.slice(start, end)`. */
 export interface ValueRange {
@@ -273,11 +274,6 @@ function paramValue(text: string, eq: number, end: number): string {
   if (eq < 0) return "";
   const start = trimStart(text, eq + 1, end);
   return text.slice(start, trimEnd(text, start, end));
-}
-
-/** What `\s` matches among the characters a latin1 head can hold. */
-function isRegExpSpace(c: number): boolean {
-  return c === 32 || (c >= 9 && c <= 13) || c === 160;
 }
 
 function skipSpace(text: string, i: number): number {

@@ -9,7 +9,7 @@
  */
 import type { HeaderField, SipHead } from "./head.ts";
 import { latin1Decode } from "./latin1.ts";
-import { headerNameAt, isToken } from "./token.ts";
+import { headerNameAt, isRegExpSpace, isToken } from "./token.ts";
 
 /** Content-Length value meaning "present but not a valid number". */
 export const CONTENT_LENGTH_INVALID = -2;
@@ -176,11 +176,6 @@ function isAbsoluteUri(uri: string): boolean {
   if (i >= uri.length - 1) return false; // no ":" or nothing after it
   for (i++; i < uri.length; i++) if (isRegExpSpace(uri.charCodeAt(i))) return false;
   return true;
-}
-
-/** What `\s` matches among the characters a latin1 head can hold. */
-function isRegExpSpace(c: number): boolean {
-  return c === 32 || (c >= 9 && c <= 13) || c === 160;
 }
 
 function readContentLength(head: SipHead): void {

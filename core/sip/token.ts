@@ -23,6 +23,14 @@ export function isTokenAt(text: string, start: number, end: number): boolean {
   return true;
 }
 
+/**
+ * What the RegExp `\s` matches among the characters a latin1 head can hold (HT, LF, VT, FF, CR,
+ * SP, NBSP): the hand parsers that replaced RegExps use it where those used `\s`.
+ */
+export function isRegExpSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13) || c === 160;
+}
+
 /** Whether `text` is a non-empty token. */
 export function isToken(text: string): boolean {
   return isTokenAt(text, 0, text.length);
