@@ -8,31 +8,7 @@ import { forwardRequest } from "../core/proxy/forward_request.ts";
 import { forwardResponse } from "../core/proxy/forward_response.ts";
 import type { MessageSource, ProxyHost } from "../core/proxy/proxy_host.ts";
 import { parseDestination } from "../core/transport/destination.ts";
-
-const encoder = new TextEncoder();
-const request = encoder.encode(
-  "OPTIONS sip:uas@127.0.0.1:5070 SIP/2.0\r\n" +
-    "Via: SIP/2.0/TCP 127.0.0.1:40000;rport;branch=z9hG4bK-0000000000000001\r\n" +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:uac@127.0.0.1:40000>;tag=sipload-1\r\n" +
-    "To: <sip:uas@127.0.0.1:5070>\r\n" +
-    "Call-ID: 0000000000000001.0.1234@sipload\r\n" +
-    "CSeq: 1 OPTIONS\r\n" +
-    "Contact: <sip:uac@127.0.0.1:40000;transport=tcp>\r\n" +
-    "User-Agent: sipload\r\n" +
-    "Content-Length: 0\r\n\r\n",
-);
-const response = encoder.encode(
-  "SIP/2.0 200 OK\r\n" +
-    "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK0123456789abcdef;i=256\r\n" +
-    "Via: SIP/2.0/TCP 127.0.0.1:40000;rport=40000;branch=z9hG4bK-0000000000000001;received=127.0.0.1\r\n" +
-    "From: <sip:uac@127.0.0.1:40000>;tag=sipload-1\r\n" +
-    "To: <sip:uas@127.0.0.1:5070>;tag=sipload-uas\r\n" +
-    "Call-ID: 0000000000000001.0.1234@sipload\r\n" +
-    "CSeq: 1 OPTIONS\r\n" +
-    "Contact: <sip:uas@127.0.0.1:5070>\r\n" +
-    "Content-Length: 0\r\n\r\n",
-);
+import { OPTIONS_REQUEST, OPTIONS_RESPONSE } from "./hot_path_messages.ts";
 
 let sent = 0;
 const destination = parseDestination("sip:127.0.0.1:5070;transport=tcp");
@@ -60,13 +36,13 @@ const source: MessageSource = {
 const framer = new StreamFramer({ maxMessageSize: 65535 });
 
 Deno.bench("frame + forward request", () => {
-  framer.feed(request, (frame) => {
+  framer.feed(OPTIONS_REQUEST, (frame) => {
     if (frame.type === "message") forwardRequest(host, source, frame);
   });
 });
 
 Deno.bench("frame + forward response", () => {
-  framer.feed(response, (frame) => {
+  framer.feed(OPTIONS_RESPONSE, (frame) => {
     if (frame.type === "message") forwardResponse(host, frame);
   });
 });

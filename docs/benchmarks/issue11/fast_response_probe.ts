@@ -10,19 +10,10 @@ import { StreamFramer } from "../../../core/sip/stream_framer.ts";
 import { forwardResponse } from "../../../core/proxy/forward_response.ts";
 import type { ProxyHost } from "../../../core/proxy/proxy_host.ts";
 import { allocBytes } from "../../../core/sip/bytes.ts";
+import { OPTIONS_RESPONSE } from "../../../scripts/hot_path_messages.ts";
 
 const encoder = new TextEncoder();
-const response = encoder.encode(
-  "SIP/2.0 200 OK\r\n" +
-    "Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK0123456789abcdef;i=256\r\n" +
-    "Via: SIP/2.0/TCP 127.0.0.1:40000;rport=40000;branch=z9hG4bK-0000000000000001;received=127.0.0.1\r\n" +
-    "From: <sip:uac@127.0.0.1:40000>;tag=sipload-1\r\n" +
-    "To: <sip:uas@127.0.0.1:5070>;tag=sipload-uas\r\n" +
-    "Call-ID: 0000000000000001.0.1234@sipload\r\n" +
-    "CSeq: 1 OPTIONS\r\n" +
-    "Contact: <sip:uas@127.0.0.1:5070>\r\n" +
-    "Content-Length: 0\r\n\r\n",
-);
+const response = OPTIONS_RESPONSE;
 
 let sent = 0;
 const host = {
