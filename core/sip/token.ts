@@ -1,8 +1,9 @@
 /**
  * Tokens (RFC 3261 §25.1) and header names read straight from a head's text, without
  * slicing, regular expressions or lower-casing a copy: this runs for every header line of
- * every message, where a slice, a RegExp test and a `toLowerCase()` per line were 10 % of the
- * parse (measured with `deno run --cpu-prof` on scripts/bench_hot_path.ts).
+ * every message, where a slice, a RegExp test and a `toLowerCase()` per line were ≈4 % of the
+ * per-message JavaScript (`deno run --cpu-prof`); with the start line's checks done by hand as
+ * well, a 10-header request head parses in 1.3 µs instead of 1.7 (deno bench, 2026-12-03).
  * @module
  */
 import { COMPACT_FORMS } from "./head.ts";
