@@ -20,7 +20,8 @@ import { SharedCounters } from "./policy/shared_counters.ts";
 import type { BanChange, BanEntry } from "./policy/ban_table.ts";
 import { ALLOWED, FloodGuard } from "./policy/flood_guard.ts";
 import { createSourceTableBuffer, MIN_SOURCES, SourceTable } from "./policy/source_table.ts";
-import { forwardRequest } from "./proxy/forward_request.ts";
+import { forwardRequest, ownViaSentBy } from "./proxy/forward_request.ts";
+import { findOwnVia, ownViaPrefix, withoutOwnVia } from "./proxy/own_via_response.ts";
 import { forwardResponse } from "./proxy/forward_response.ts";
 import { answerSendFailure } from "./proxy/send_failure.ts";
 import { FlowTokens, randomKeyHex } from "./proxy/flow_token.ts";
@@ -44,6 +45,7 @@ import {
 } from "./transport/connection_manager.ts";
 import type { Destination } from "./transport/destination.ts";
 import type { FailureReason } from "./policy/failure.ts";
+import type { SipHead } from "./sip/head.ts";
 import {
   type DatagramSocket,
   type DatagramTransport,
@@ -158,6 +160,8 @@ export class WorkerEngine implements ProxyHost {
   /** Datagram listeners in config order (their index names them: ids, flow tokens). */
   #datagramListeners: ListenerEntry[] = [];
   #viaToTransport = new Map<string, string>();
+  /** How our Via starts, for every Via name and address forwardRequest may write. */
+  #ownVias: Uint8Array[] = [];
   /** The plugins' failure listeners; the connection manager holds this same array. */
   #failureListeners: ((event: SendFailureEvent) => void)[] = [];
   #listeners: ListenerEntry[] = [];
@@ -385,6 +389,10 @@ export class WorkerEngine implements ProxyHost {
       this.#addLocal(addr.hostname, addr.port);
       this.#addLocal(advertised.host, advertised.port);
     });
+    this.#ownVias = ownViaPrefixes(
+      [...this.#transports.values(), ...this.#datagrams.values()].map((t) => t.viaName),
+      [...this.#advertised.values()],
+    );
     for (const alias of config.sipedge.aliases) {
       const colon = alias.lastIndexOf(":");
       if (colon > alias.lastIndexOf("]")) this.#local.add(normalizeHost(alias));
@@ -647,7 +655,7 @@ export class WorkerEngine implements ProxyHost {
     ) return counters.inc("flood_dropped"); // never answered: no amplification
     counters.countIn(message.bytes);
     if (message.head.isRequest) forwardRequest(this, source, message);
-    else forwardResponse(this, message);
+    else this.#forwardResponse(message);
   }
 
   #datagramSource(entry: ListenerEntry, from: SocketAddress): MessageSource {
@@ -669,6 +677,26 @@ export class WorkerEngine implements ProxyHost {
           ? undefined
           : this.#flowTokens!.mintDatagram(index, from.hostname, from.port),
     };
+  }
+
+  /**
+   * Forwards a response: by its bytes when its top Via is ours as we wrote it and the connection
+   * it names is open here (the common case: no parse), else by forwardResponse.
+   */
+  #forwardResponse(response: { head: SipHead; bytes: Uint8Array }): void {
+    const cut = findOwnVia(response.bytes, this.#ownVias);
+    if (cut !== undefined && this.#connections!.get(cut.connectionId) !== undefined) {
+      const bytes = withoutOwnVia(response.bytes, cut);
+      const fail = (reason: FailureReason) => this.#failed(bytes, reason);
+      if (this.#connections!.sendOn(cut.connectionId, bytes, fail)) {
+        this.counters.inc("responses_in");
+        this.counters.countForwarded(bytes);
+        this.counters.inc("responses_forwarded");
+        return;
+      }
+      // Closed since: forwardResponse sends it where the next Via says.
+    }
+    forwardResponse(this, response);
   }
 
   /** Counts a message on its way out, where it was decided (not where a hand-off writes it). */
@@ -700,6 +728,11 @@ export class WorkerEngine implements ProxyHost {
   #onFrame(connection: Connection, frame: Frame): void {
     switch (frame.type) {
       case "message":
+        if (isResponse(frame.bytes)) {
+          // Not parsed unless it must be (StreamFramer parses a head on first use).
+          this.counters.countIn(frame.bytes);
+          return this.#forwardResponse(frame);
+        }
         if (
           frame.head.isRequest &&
           this.#flood.check(connection.remote.hostname, frame.head.method) !== ALLOWED
@@ -710,7 +743,7 @@ export class WorkerEngine implements ProxyHost {
         }
         this.counters.countIn(frame.bytes);
         if (frame.head.isRequest) forwardRequest(this, this.#source(connection), frame);
-        else forwardResponse(this, frame);
+        else this.#forwardResponse(frame);
         return;
       case "ping":
         this.counters.inc("keepalive_pings");
@@ -746,6 +779,21 @@ export class WorkerEngine implements ProxyHost {
     }
     this.#local.add(`${h}:${port}`);
   }
+}
+
+/** Whether a message is a response (its start line begins with `SIP/`, as parseHead decides). */
+function isResponse(bytes: Uint8Array): boolean {
+  return bytes[0] === 83 && bytes[1] === 73 && bytes[2] === 80 && bytes[3] === 47;
+}
+
+/** The byte prefixes of our Via: every Via name with every advertised address. */
+function ownViaPrefixes(
+  viaNames: string[],
+  addresses: { host: string; port: number }[],
+): Uint8Array[] {
+  const all = new Set<string>();
+  for (const name of viaNames) for (const a of addresses) all.add(ownViaSentBy(name, a));
+  return [...all].map(ownViaPrefix);
 }
 
 /** The connection id naming datagram listener `index` (its socket is in worker 0). */

@@ -261,9 +261,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   const branch = statelessBranch(head, topVia);
   edit.insert(
     viaFields[0].start,
-    `Via: SIP/2.0/${outVia} ${
-      formatHostPort(outAddress.host, outAddress.port)
-    };branch=${branch};i=${source.connectionId}\r\n`,
+    `Via: ${ownViaSentBy(outVia, outAddress)};branch=${branch};i=${source.connectionId}\r\n`,
   );
   // received / rport on the sender's Via (§18.2.1, RFC 3581).
   addReceived(
@@ -283,6 +281,14 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     edit.build(),
     address && { transport: flow.transport, host: address.hostname, port: address.port },
   );
+}
+
+/**
+ * The start of our Via's value, `SIP/2.0/TCP host:port`: a response that comes back with it
+ * (and `;branch=`) is one of ours (core/proxy/own_via_response.ts looks for it byte for byte).
+ */
+export function ownViaSentBy(viaName: string, address: { host: string; port: number }): string {
+  return `SIP/2.0/${viaName} ${formatHostPort(address.host, address.port)}`;
 }
 
 /** What sipedge adds to a request at most, about (Via, Max-Forwards, Record-Route, Path). */

@@ -8,16 +8,24 @@
  * The common case costs no copy: complete messages are handed out as views of the chunk just
  * read. Only the bytes of an incomplete message are kept, in a buffer of this framer that
  * exists only while a message is incomplete (idle connections hold no buffer).
+ *
+ * Nor does it cost a parse: framing needs only Content-Length, which a plain head (one
+ * Content-Length line, no folded lines) yields to a byte scan; the head is parsed when first
+ * asked for, so a message forwarded by its bytes alone (a response on its way back) is never
+ * parsed. Any other head is parsed at once, and answers exactly as the parser does.
  * @module
  */
 import type { SipHead } from "./head.ts";
 import { latin1Decode } from "./latin1.ts";
 import { CONTENT_LENGTH_INVALID, parseHead } from "./parse_head.ts";
 
-/** A complete message: `bytes` is the whole message, valid only during the callback. */
+/**
+ * A complete message: `bytes` is the whole message; `bytes` and `head` (parsed from `bytes`
+ * on first use) are valid only during the callback.
+ */
 export interface MessageFrame {
   type: "message";
-  head: SipHead;
+  readonly head: SipHead;
   bytes: Uint8Array;
   /** Offset of the body in `bytes` (= head length). */
   bodyStart: number;
@@ -55,6 +63,9 @@ export interface StreamFramerOptions {
 
 const LF = 10;
 const CR = 13;
+const SP = 32;
+const HT = 9;
+const COLON = 58;
 const PING: PingFrame = { type: "ping" };
 
 /** Incremental SIP stream framer; one per connection. */
@@ -66,9 +77,12 @@ export class StreamFramer {
   #scanned = 0;
   /** Line feeds seen in a row between messages (two make a ping). */
   #lineFeeds = 0;
-  /** Head of the current message while its body is incomplete. */
+  /** Head length of the current message once its head is complete, else -1. */
+  #headLength = -1;
+  /** Content-Length of the current message once its head is complete. */
+  #contentLength = 0;
+  /** The current message's head, when it had to be parsed to be framed. */
   #head: SipHead | undefined;
-  #headLength = 0;
   #failed = false;
 
   constructor(options: StreamFramerOptions) {
@@ -100,7 +114,7 @@ export class StreamFramer {
     }
     let pos = 0;
     while (pos < length) {
-      if (this.#head === undefined) {
+      if (this.#headLength < 0) {
         pos = this.#skipLineBreaks(data, pos, length, onFrame);
         if (pos === length) break;
         const headEnd = this.#findHeadEnd(data, pos, length);
@@ -110,28 +124,40 @@ export class StreamFramer {
           }
           break;
         }
-        const head = parseHead(latin1Decode(data, pos, headEnd));
-        if (head.contentLength === -1) {
-          return this.#fail(onFrame, 400, "Missing Content-Length", head);
+        const plainLength = plainContentLength(data, pos, headEnd);
+        if (plainLength >= 0) {
+          if (headEnd - pos + plainLength > this.#max) {
+            const head = parseHead(latin1Decode(data, pos, headEnd));
+            return this.#fail(onFrame, 513, "Message Too Large", head);
+          }
+          this.#head = undefined;
+          this.#headLength = headEnd - pos;
+          this.#contentLength = plainLength;
+        } else {
+          const head = parseHead(latin1Decode(data, pos, headEnd));
+          if (head.contentLength === -1) {
+            return this.#fail(onFrame, 400, "Missing Content-Length", head);
+          }
+          if (head.contentLength === CONTENT_LENGTH_INVALID) {
+            return this.#fail(onFrame, 400, "Invalid Content-Length", head);
+          }
+          if (headEnd - pos + head.contentLength > this.#max) {
+            return this.#fail(onFrame, 513, "Message Too Large", head);
+          }
+          this.#head = head;
+          this.#headLength = headEnd - pos;
+          this.#contentLength = head.contentLength;
         }
-        if (head.contentLength === CONTENT_LENGTH_INVALID) {
-          return this.#fail(onFrame, 400, "Invalid Content-Length", head);
-        }
-        if (headEnd - pos + head.contentLength > this.#max) {
-          return this.#fail(onFrame, 513, "Message Too Large", head);
-        }
-        this.#head = head;
-        this.#headLength = headEnd - pos;
       }
-      const total = this.#headLength + this.#head.contentLength;
+      const total = this.#headLength + this.#contentLength;
       if (length - pos < total) break;
-      const frame: MessageFrame = {
-        type: "message",
-        head: this.#head,
-        bytes: data.subarray(pos, pos + total),
-        bodyStart: this.#headLength,
-      };
+      const frame = new StreamMessage(
+        data.subarray(pos, pos + total),
+        this.#headLength,
+        this.#head,
+      );
       this.#head = undefined;
+      this.#headLength = -1;
       this.#scanned = 0;
       pos += total;
       onFrame(frame);
@@ -207,9 +233,93 @@ export class StreamFramer {
     this.#failed = true;
     this.#pending = undefined;
     this.#pendingLength = 0;
+    this.#head = undefined;
     onFrame({ type: "error", status, reason, head });
     return false;
   }
+}
+
+/** A message handed out by the framer: its head is parsed on first use, if it was not already. */
+class StreamMessage implements MessageFrame {
+  readonly type = "message";
+  readonly bytes: Uint8Array;
+  readonly bodyStart: number;
+  #head: SipHead | undefined;
+
+  constructor(bytes: Uint8Array, bodyStart: number, head: SipHead | undefined) {
+    this.bytes = bytes;
+    this.bodyStart = bodyStart;
+    this.#head = head;
+  }
+
+  get head(): SipHead {
+    return this.#head ??= parseHead(latin1Decode(this.bytes, 0, this.bodyStart));
+  }
+}
+
+/** What {@link plainContentLength} returns for a head the parser must read. */
+const NOT_PLAIN = -1;
+
+/**
+ * The Content-Length of the head `data[start, end)` read from its bytes, or {@link NOT_PLAIN}
+ * unless the head is plain: exactly one Content-Length line (`Content-Length` in any case, or
+ * `l`), its value 1–10 digits with only spaces or tabs around them, and no folded line anywhere
+ * (a continuation could extend the value). For a plain head this is the parser's answer; every
+ * other head (missing, repeated or odd Content-Length, folding) goes to the parser, which
+ * decides as it always has.
+ */
+function plainContentLength(data: Uint8Array, start: number, end: number): number {
+  let value = NOT_PLAIN;
+  let i = start;
+  // Header lines start after the start line's LF; the scan stops at the empty line.
+  while (i < end && data[i] !== LF) i++;
+  for (let line = i + 1; line < end; line = i + 1) {
+    const c = data[line];
+    if (c === CR || c === LF) break; // the empty line
+    if (c === SP || c === HT) return NOT_PLAIN; // folding
+    let at = nameEnd(data, line, end);
+    if (at > 0) {
+      if (value !== NOT_PLAIN) return NOT_PLAIN; // repeated: the parser compares them
+      while (data[at] === SP || data[at] === HT) at++;
+      let digits = 0;
+      let n = 0;
+      for (; data[at] >= 48 && data[at] <= 57; at++, digits++) n = n * 10 + data[at] - 48;
+      while (data[at] === SP || data[at] === HT) at++;
+      if (digits === 0 || digits > 10) return NOT_PLAIN;
+      if (data[at] === CR) at++;
+      if (data[at] !== LF) return NOT_PLAIN;
+      value = n;
+      i = at;
+      continue;
+    }
+    i = line;
+    while (i < end && data[i] !== LF) i++;
+  }
+  return value;
+}
+
+/** `content-length` (any case) lower-cased, to compare a line's first bytes with. */
+const CONTENT_LENGTH = [...new TextEncoder().encode("content-length")];
+const DASH_AT = CONTENT_LENGTH.indexOf(45);
+
+/**
+ * When the line at `at` is a Content-Length field (`Content-Length` or `l`, spaces or tabs,
+ * `:`), the offset after its colon; else 0.
+ */
+function nameEnd(data: Uint8Array, at: number, end: number): number {
+  const first = data[at] | 0x20;
+  let i = at + 1;
+  if (first === 99) { // "c": the long form
+    if (end - at < CONTENT_LENGTH.length + 1) return 0;
+    for (let k = 1; k < CONTENT_LENGTH.length; k++) {
+      // Letters in either case; the dash exactly (CR | 0x20 is a dash too).
+      const b = k === DASH_AT ? data[at + k] : data[at + k] | 0x20;
+      if (b !== CONTENT_LENGTH[k]) return 0;
+    }
+    i = at + CONTENT_LENGTH.length;
+  } else if (first !== 108) return 0; // "l": the compact form
+  while (data[i] === SP || data[i] === HT) i++;
+  return data[i] === COLON ? i + 1 : 0;
 }
 
 /** Parses the complete lines of an unfinished head, so that an error response can be built. */

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type Frame, StreamFramer } from "./stream_framer.ts";
 import { latin1Decode, latin1Encode } from "./latin1.ts";
+import { CONTENT_LENGTH_INVALID, parseHead } from "./parse_head.ts";
 
 /** A frame reduced to plain data (message bytes copied: they are only valid in the callback). */
 type Seen =
@@ -485,4 +486,70 @@ Deno.test("stream framer: a lowered maxMessageSize (reload) applies from the nex
   framer.maxMessageSize = 1024;
   const second = feedAll(framer, [bytes(text)], []);
   assert.deepEqual(second.map((f) => f.type === "error" && f.status), [513]);
+});
+
+Deno.test("stream framer property: a head framed from its bytes frames as the parser reads it", () => {
+  // Content-Length lines in every spelling that matters to the byte scan (case, compact form,
+  // white space, leading zeros, too many digits, stray CR, lookalike names), among other lines,
+  // folding and bare LFs: the framer must answer exactly what the parser's Content-Length says,
+  // and the head it hands out must be the parser's.
+  const clName = fc.constantFrom(
+    "Content-Length",
+    "content-length",
+    "CONTENT-LENGTH",
+    "l",
+    "L",
+    "Content-Lengthx",
+    "Content\rLength",
+    "Content Length",
+    "xl",
+  );
+  const clValue = fc.constantFrom("0", "5", "007", "12345678901", "1234567890", "", "+3", "5 5");
+  const white = fc.constantFrom("", " ", "\t", "  ", " \t");
+  const clLine = fc.tuple(clName, white, white, clValue, white).map(([n, w1, w2, v, w3]) =>
+    `${n}${w1}:${w2}${v}${w3}`
+  );
+  const otherLine = fc.constantFrom(
+    "Via: SIP/2.0/TCP h;branch=z9hG4bK1",
+    "Call-ID: x",
+    " folded continuation",
+    "\tfolded",
+    "No colon here",
+    "CSeq: 1 OPTIONS",
+  );
+  const arbHead = fc.record({
+    start: fc.constantFrom("OPTIONS sip:a@b SIP/2.0", "SIP/2.0 200 OK", "Content-Length: 3"),
+    lines: fc.array(fc.oneof(clLine, otherLine), { maxLength: 6 }),
+    eol: fc.constantFrom("\r\n", "\n"),
+  });
+  fc.assert(
+    fc.property(arbHead, ({ start, lines, eol }) => {
+      const headText = [start, ...lines].join(eol) + eol + eol;
+      const expected = parseHead(headText);
+      const body = "abcdefghij".repeat(2);
+      const framer = new StreamFramer({ maxMessageSize: 65535 });
+      const frames: Frame[] = [];
+      const heads: unknown[] = [];
+      framer.feed(bytes(headText + body), (f) => {
+        frames.push(f);
+        if (f.type === "message") heads.push(structuredClone(f.head));
+      });
+      const first = frames[0];
+      if (expected.contentLength === -1 || expected.contentLength === CONTENT_LENGTH_INVALID) {
+        assert.equal(first?.type === "error" && first.status, 400);
+      } else if (headText.length + expected.contentLength > 65535) {
+        assert.equal(first?.type === "error" && first.status, 513);
+      } else if (expected.contentLength > body.length) {
+        assert.equal(frames.length, 0); // waiting for the rest of the body
+      } else {
+        assert.equal(first?.type, "message");
+        if (first.type === "message") {
+          assert.equal(first.bytes.length, headText.length + expected.contentLength);
+          assert.equal(first.bodyStart, headText.length);
+        }
+        assert.deepEqual(heads[0], structuredClone(expected));
+      }
+    }),
+    { numRuns: 2000 },
+  );
 });

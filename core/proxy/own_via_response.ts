@@ -1,0 +1,201 @@
+/**
+ * The common response, forwarded by its bytes (RFC 3261 §16.7 step 3): a response whose top Via
+ * is the one sipedge wrote, byte for byte, alone on its line and with its `i` parameter, goes
+ * back by cutting that line out — no head string, no header objects. This is what a stateless
+ * proxy spends most of its responses on; forwardResponse handles everything else.
+ *
+ * The cut is taken only where forwardResponse would do exactly the same: a head the parser
+ * reads without error (start line, header names, no folding, one valid Content-Length), our Via
+ * as the first Via field and alone on its line, and a next Via that parses. Anything else —
+ * and any doubt — is `undefined`, and the caller goes the full way.
+ * @module
+ */
+import { parseVia } from "../sip/header_values.ts";
+import { latin1Decode } from "../sip/latin1.ts";
+import { allocBytes } from "../sip/bytes.ts";
+
+/** Where our Via line is in a response, and the connection its `i` names. */
+export interface OwnViaCut {
+  /** The connection the request came in on (our Via's `i`). */
+  connectionId: number;
+  /** Offset of our Via line. */
+  start: number;
+  /** Offset after its line terminator. */
+  end: number;
+}
+
+const LF = 10;
+const CR = 13;
+const SP = 32;
+const HT = 9;
+const COLON = 58;
+const SEMI = 59;
+const COMMA = 44;
+const QUOTE = 34;
+
+/** 1 for the characters of `token` (RFC 3261 §25.1), as parse_head's header names. */
+const TOKEN = new Uint8Array(256);
+for (let c = 48; c <= 57; c++) TOKEN[c] = 1;
+for (let c = 65; c <= 90; c++) TOKEN[c] = TOKEN[c + 32] = 1;
+for (const c of "-.!%*_+`'~") TOKEN[c.charCodeAt(0)] = 1;
+
+/**
+ * Finds our Via in `bytes` (a whole framed response): its line must start, after `Via:` or
+ * `v:`, with one of `sentBy` (`SIP/2.0/TCP 127.0.0.1:5060;branch=`, as forwardRequest writes
+ * it: {@link ownViaPrefix}). Returns undefined for anything forwardResponse must decide.
+ */
+export function findOwnVia(
+  bytes: Uint8Array,
+  sentBy: readonly Uint8Array[],
+): OwnViaCut | undefined {
+  const n = bytes.length;
+  // Status-Line: "SIP/2.0 " three digits (1–6, 0–9, 0–9), then a space or the line's end.
+  if (
+    n < 16 || bytes[0] !== 83 || bytes[1] !== 73 || bytes[2] !== 80 || bytes[3] !== 47 ||
+    bytes[4] !== 50 || bytes[5] !== 46 || bytes[6] !== 48 || bytes[7] !== SP ||
+    bytes[8] < 49 || bytes[8] > 54 || !isDigit(bytes[9]) || !isDigit(bytes[10])
+  ) return undefined;
+  let i = 11;
+  if (bytes[i] !== SP && !isLineEnd(bytes, i)) return undefined;
+  while (i < n && bytes[i] !== LF) i++;
+
+  let cut: OwnViaCut | undefined;
+  let nextVia = -1;
+  let contentLength = -1;
+  for (let line = i + 1; line < n; line = i + 1) {
+    const first = bytes[line];
+    if (first === CR || first === LF) {
+      // The empty line: the head is complete and was read without doubt.
+      const headEnd = first === LF ? line + 1 : bytes[line + 1] === LF ? line + 2 : -1;
+      if (headEnd < 0 || cut === undefined || nextVia < 0 || headEnd + contentLength !== n) {
+        return undefined;
+      }
+      return nextViaParses(bytes, nextVia) ? cut : undefined;
+    }
+    // A header line: a token name, white space, a colon (what parseHead reads without error).
+    let at = line;
+    while (TOKEN[bytes[at]] === 1) at++;
+    const nameEnd = at;
+    if (nameEnd === line) return undefined; // folding or a malformed name
+    while (bytes[at] === SP || bytes[at] === HT) at++;
+    if (bytes[at] !== COLON) return undefined;
+    at++;
+    const length = nameEnd - line;
+    if (isVia(bytes, line, length)) {
+      while (bytes[at] === SP || bytes[at] === HT) at++;
+      if (cut === undefined) {
+        cut = ownVia(bytes, at, line, sentBy);
+        if (cut === undefined) return undefined;
+        i = cut.end - 1;
+        continue;
+      }
+      if (nextVia < 0) nextVia = at;
+    } else if (isContentLength(bytes, line, length)) {
+      if (contentLength >= 0) return undefined; // repeated: the parser compares them
+      while (bytes[at] === SP || bytes[at] === HT) at++;
+      let digits = 0;
+      let value = 0;
+      for (; isDigit(bytes[at]); at++, digits++) value = value * 10 + bytes[at] - 48;
+      while (bytes[at] === SP || bytes[at] === HT) at++;
+      if (digits === 0 || digits > 10 || !isLineEnd(bytes, at)) return undefined;
+      contentLength = value;
+    }
+    i = at;
+    while (i < n && bytes[i] !== LF) i++;
+  }
+  return undefined;
+}
+
+/** `bytes` without `[cut.start, cut.end)`: the response as it goes on. */
+export function withoutOwnVia(bytes: Uint8Array, cut: OwnViaCut): Uint8Array {
+  const out = allocBytes(bytes.length - (cut.end - cut.start));
+  out.set(bytes.subarray(0, cut.start), 0);
+  out.set(bytes.subarray(cut.end), cut.start);
+  return out;
+}
+
+/** What our Via value starts with for `sentBy` (`SIP/2.0/TCP host:port`). */
+export function ownViaPrefix(sentBy: string): Uint8Array {
+  return new TextEncoder().encode(`${sentBy};branch=`);
+}
+
+/**
+ * Our Via's value at `at` (its line at `line`): one of `sentBy`, then parameters without white
+ * space, commas or quotes, exactly one of them `i` (any case) and that one `;i=` digits.
+ */
+function ownVia(
+  bytes: Uint8Array,
+  at: number,
+  line: number,
+  sentBy: readonly Uint8Array[],
+): OwnViaCut | undefined {
+  let prefix = -1;
+  for (let p = 0; p < sentBy.length && prefix < 0; p++) {
+    const candidate = sentBy[p];
+    let k = 0;
+    while (k < candidate.length && bytes[at + k] === candidate[k]) k++;
+    if (k === candidate.length) prefix = candidate.length;
+  }
+  if (prefix < 0) return undefined;
+  let id = -1;
+  let i = at + prefix;
+  for (; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (c === CR || c === LF) break;
+    if (c === SP || c === HT || c === COMMA || c === QUOTE) return undefined;
+    if (c !== SEMI || (bytes[i + 1] | 0x20) !== 105) continue; // ";i" or ";I"
+    const after = bytes[i + 2];
+    if (TOKEN[after] === 1) continue; // a longer name
+    if (id >= 0 || bytes[i + 1] !== 105 || after !== 61) return undefined; // not one ";i="
+    id = 0;
+    let digits = 0;
+    for (i += 3; isDigit(bytes[i]); i++, digits++) id = id * 10 + bytes[i] - 48;
+    // Only digits: forwardResponse reads the value with Number() ("12abc" is no id).
+    if (digits === 0 || digits > 15 || !(bytes[i] === SEMI || bytes[i] === CR || bytes[i] === LF)) {
+      return undefined;
+    }
+    i--;
+  }
+  if (id <= 0 || !isLineEnd(bytes, i)) return undefined;
+  return { connectionId: id, start: line, end: bytes[i] === CR ? i + 2 : i + 1 };
+}
+
+/**
+ * Whether the Via value at `at` (to its line's end) parses, as forwardResponse requires; a line
+ * with a comma (several values: which is first needs quotes and brackets weighed) is left to it.
+ */
+function nextViaParses(bytes: Uint8Array, at: number): boolean {
+  let end = at;
+  for (; end < bytes.length && bytes[end] !== LF; end++) if (bytes[end] === COMMA) return false;
+  // What splitCommaValues trims around a value.
+  while (end > at && (bytes[end - 1] === SP || bytes[end - 1] === HT || bytes[end - 1] === CR)) {
+    end--;
+  }
+  return end > at && parseVia(latin1Decode(bytes, at, end)) !== undefined;
+}
+
+/** `Via` or `v`, in any case. */
+function isVia(bytes: Uint8Array, at: number, length: number): boolean {
+  if ((bytes[at] | 0x20) !== 118) return false;
+  return length === 1 ||
+    (length === 3 && (bytes[at + 1] | 0x20) === 105 && (bytes[at + 2] | 0x20) === 97);
+}
+
+/** `Content-Length` or `l`, in any case (the name is a token: no CR among its bytes). */
+function isContentLength(bytes: Uint8Array, at: number, length: number): boolean {
+  if (length === 1) return (bytes[at] | 0x20) === 108;
+  if (length !== 14) return false;
+  for (let k = 0; k < 14; k++) if ((bytes[at + k] | 0x20) !== CONTENT_LENGTH[k]) return false;
+  return true;
+}
+
+const CONTENT_LENGTH = new TextEncoder().encode("content-length");
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+/** CRLF or a bare LF at `at`. */
+function isLineEnd(bytes: Uint8Array, at: number): boolean {
+  return bytes[at] === LF || (bytes[at] === CR && bytes[at + 1] === LF);
+}
