@@ -1,6 +1,6 @@
 /**
- * The messages the hot-path benchmarks forward (scripts/bench_hot_path.ts,
- * docs/benchmarks/issue11/fast_response_probe.ts): sipload's OPTIONS and its 200 OK.
+ * The messages the hot-path benchmark forwards (scripts/bench_hot_path.ts): sipload's OPTIONS and
+ * its 200 OK.
  * @module
  */
 const encoder = new TextEncoder();

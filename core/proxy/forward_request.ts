@@ -32,7 +32,7 @@ import { type Destination, destinationOf } from "../transport/destination.ts";
 import type { Router, RouteResult } from "../plugin/types.ts";
 import { describeError, pluginOf } from "../plugin/owners.ts";
 import { getLogger } from "@logtape/logtape";
-import { hash64 } from "../sip/hash.ts";
+import { hash64, hash64Joined } from "../sip/hash.ts";
 import { looksLikeFlowToken } from "./flow_token.ts";
 import type { FlowCheck, FlowSettings, MessageSource, ProxyHost } from "./proxy_host.ts";
 
@@ -60,12 +60,13 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   };
 
   if (head.error !== undefined) return reject(400, head.error);
-  if (head.version.toUpperCase() !== "SIP/2.0") return reject(505, "Version Not Supported");
+  if (head.version !== "SIP/2.0" && head.version.toUpperCase() !== "SIP/2.0") {
+    return reject(505, "Version Not Supported");
+  }
   const problem = checkRequiredHeaders(head);
   if (problem !== undefined) return reject(400, problem);
-  const viaFields = findHeaders(head, "via");
-  const topViaRange =
-    splitCommaValues(head.text, viaFields[0].valueStart, viaFields[0].valueEnd, 1)[0];
+  const viaField = findHeader(head, "via")!; // checkRequiredHeaders: there is one
+  const topViaRange = splitCommaValues(head.text, viaField.valueStart, viaField.valueEnd, 1)[0];
   const topVia = topViaRange && parseVia(head.text.slice(topViaRange.start, topViaRange.end));
   if (topVia === undefined) return reject(400, "Malformed Via header");
   // The ACK for a final response sipedge made itself (a failure it answered): it ends there.
@@ -91,7 +92,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   let maxForwards = DEFAULT_MAX_FORWARDS;
   if (mfField !== undefined) {
     const text = headerValue(head, mfField);
-    if (!/^[0-9]{1,9}$/.test(text)) return reject(400, "Invalid Max-Forwards");
+    if (!isDigits(text, 9)) return reject(400, "Invalid Max-Forwards");
     maxForwards = Number(text);
     if (maxForwards === 0) {
       if (head.method === "OPTIONS") return answer(host, source, head, 200, "OK");
@@ -100,9 +101,8 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   }
 
   // Proxy-Require (§16.3 step 6): sipedge supports no extensions that a proxy must support.
-  const proxyRequire = findHeaders(head, "proxy-require");
-  if (proxyRequire.length > 0) {
-    const tags = proxyRequire.map((f) => headerValue(head, f)).join(", ");
+  if (findHeader(head, "proxy-require") !== undefined) {
+    const tags = findHeaders(head, "proxy-require").map((f) => headerValue(head, f)).join(", ");
     return reject(420, "Bad Extension", [`Unsupported: ${tags}`]);
   }
 
@@ -260,7 +260,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   // inbound connection id, so that the response goes back over the same connection.
   const branch = statelessBranch(head, topVia);
   edit.insert(
-    viaFields[0].start,
+    viaField.start,
     `Via: ${ownViaSentBy(outVia, outAddress)};branch=${branch};i=${source.connectionId}\r\n`,
   );
   // received / rport on the sender's Via (§18.2.1, RFC 3581).
@@ -413,6 +413,7 @@ function routeValues(head: SipHead): RouteValue[] {
 
 /** Removes Route values: a whole line when all its values go, else just those values. */
 function removeRouteValues(edit: MessageEdit, values: RouteValue[]): void {
+  if (values.length === 0) return;
   const byField = new Map<HeaderField, RouteValue[]>();
   for (const v of values) byField.set(v.field, [...(byField.get(v.field) ?? []), v]);
   for (const [field, removed] of byField) {
@@ -495,17 +496,15 @@ function requestUriStart(head: SipHead): number {
  */
 export function statelessBranch(head: SipHead, topVia: Via): string {
   const branch = topVia.params.get("branch");
-  let key: string;
   if (branch !== undefined && branch.startsWith("z9hG4bK")) {
-    key = `${branch}|${topVia.host}|${topVia.port}`;
-  } else {
-    // RFC 2543 peers: the transaction is identified by these (§17.2.3). Not the To tag: the
-    // INVITE has none and the ACK of its non-2xx response has one, yet they must match.
-    const cseq = parseCSeq(getValue(head, "cseq"))!;
-    key = `${getValue(head, "call-id")}|${
-      tagOf(getValue(head, "from")) ?? ""
-    }|${cseq.seq}|${head.uri}|${topVia.host}|${topVia.port}|${branch ?? ""}`;
+    return `z9hG4bK${hash64Joined(branch, topVia.host, String(topVia.port))}`;
   }
+  // RFC 2543 peers: the transaction is identified by these (§17.2.3). Not the To tag: the
+  // INVITE has none and the ACK of its non-2xx response has one, yet they must match.
+  const cseq = parseCSeq(getValue(head, "cseq"))!;
+  const key = `${getValue(head, "call-id")}|${
+    tagOf(getValue(head, "from")) ?? ""
+  }|${cseq.seq}|${head.uri}|${topVia.host}|${topVia.port}|${branch ?? ""}`;
   return `z9hG4bK${hash64(key)}`;
 }
 
@@ -540,6 +539,16 @@ function addReceived(
 
 const RPORT_FLAG = /;[ \t]*rport(?=[ \t]*(;|$))/i;
 const RECEIVED = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
+
+/** 1 to `max` ASCII digits (what `^[0-9]{1,max}$` matches, without a RegExp per request). */
+function isDigits(text: string, max: number): boolean {
+  if (text.length === 0 || text.length > max) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
 
 function bareIp(host: string): string {
   return host.startsWith("[") ? host.slice(1, -1) : host;

@@ -68,7 +68,7 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse, loc
   const rport = Number(next.params.get("rport"));
   const fallback = transport === undefined ? undefined : {
     transport,
-    host: (received || next.host).replace(/^\[(.*)\]$/, "$1"),
+    host: withoutBrackets(received || next.host),
     port: Number.isInteger(rport) && rport > 0 ? rport : next.port,
   };
   const connectionId = Number(ours.params.get("i"));
@@ -80,4 +80,9 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse, loc
     return drop(`no ${next.transport} transport for the next Via`);
   }
   if (!local) host.count("responses_forwarded");
+}
+
+/** An IPv6 reference without its brackets; any other host as it is. */
+function withoutBrackets(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }

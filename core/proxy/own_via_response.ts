@@ -171,7 +171,58 @@ function nextViaParses(bytes: Uint8Array, at: number): boolean {
   while (end > at && (bytes[end - 1] === SP || bytes[end - 1] === HT || bytes[end - 1] === CR)) {
     end--;
   }
-  return end > at && parseVia(latin1Decode(bytes, at, end)) !== undefined;
+  if (end === at) return false;
+  return isPlainVia(bytes, at, end) || parseVia(latin1Decode(bytes, at, end)) !== undefined;
+}
+
+/**
+ * Whether `bytes[at, end)` is a Via value in its plain form, which parseVia accepts: `SIP/2.0/`,
+ * a transport, one space, a host (a name or IPv4 address, or an IPv6 reference), an optional
+ * port 1–65535, then parameters or nothing. False means "ask parseVia", not "malformed".
+ */
+export function isPlainVia(bytes: Uint8Array, at: number, end: number): boolean {
+  if (end - at < 11) return false;
+  for (let k = 0; k < 8; k++) if (bytes[at + k] !== SIP_2_0[k]) return false;
+  let i = at + 8;
+  const transport = i;
+  while (i < end && isTransportChar(bytes[i])) i++;
+  if (i === transport || i >= end || bytes[i] !== SP) return false;
+  const host = ++i;
+  if (i >= end) return false;
+  if (bytes[i] === 91) { // "[": an IPv6 reference
+    for (i++; i < end && isIpv6Char(bytes[i]); i++);
+    if (i === host + 1 || i >= end || bytes[i] !== 93) return false;
+    i++;
+  } else {
+    // Letters, digits, dots and dashes, starting with a letter or digit.
+    if (!isAlnum(bytes[i])) return false;
+    while (i < end && (isAlnum(bytes[i]) || bytes[i] === 46 || bytes[i] === 45)) i++;
+  }
+  if (i < end && bytes[i] === COLON) {
+    let port = 0;
+    const digits = ++i;
+    for (; i < end && isDigit(bytes[i]) && i - digits < 5; i++) port = port * 10 + bytes[i] - 48;
+    if (i === digits || port === 0 || port > 65535) return false;
+  }
+  return i === end || bytes[i] === SEMI;
+}
+
+const SIP_2_0 = new TextEncoder().encode("SIP/2.0/");
+
+/** `[A-Za-z0-9-]`, the characters of a Via transport. */
+function isTransportChar(c: number): boolean {
+  return isAlnum(c) || c === 45;
+}
+
+function isAlnum(c: number): boolean {
+  const l = c | 0x20;
+  return isDigit(c) || (l >= 97 && l <= 122);
+}
+
+/** Hex digits, `:` and `.`: what an IPv6 reference holds (isHost). */
+function isIpv6Char(c: number): boolean {
+  const l = c | 0x20;
+  return isDigit(c) || (l >= 97 && l <= 102) || c === 58 || c === 46;
 }
 
 /** `Via` or `v`, in any case. */

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { findOwnVia, ownViaPrefix, withoutOwnVia } from "./own_via_response.ts";
+import { findOwnVia, isPlainVia, ownViaPrefix, withoutOwnVia } from "./own_via_response.ts";
+import { parseVia } from "../sip/header_values.ts";
 import { forwardResponse } from "./forward_response.ts";
 import { forwardRequest, ownViaSentBy } from "./forward_request.ts";
 import { FakeHost, FakeSource, framed } from "./testing/fake_host.ts";
@@ -215,4 +216,45 @@ Deno.test("findOwnVia property: whatever it takes, forwardResponse sends byte fo
   );
   // The generator must reach the cut often enough for the property to mean something.
   assert.ok(taken > 400, `only ${taken} responses taken`);
+});
+
+Deno.test("isPlainVia property: what it takes, parseVia accepts", () => {
+  const part = fc.constantFrom(
+    ..."SIPsip/2.0 \t\r\u00a0TCPudp-[]:;=abc159.6\u00e9_,".split(""),
+    "SIP/2.0/TCP ",
+    "SIP/2.0/UDP ",
+    "host.example.com",
+    "198.51.100.7",
+    "[2001:db8::1]",
+    ":5060",
+    ":0",
+    ":65536",
+    ":123456",
+    ";branch=z9hG4bK1",
+    ";rport",
+  );
+  // Near-plain values: a plain form with one piece changed.
+  const nearPlain = fc.tuple(
+    fc.constantFrom("SIP/2.0/", "sip/2.0/", "SIP/2.0 /", "SIP/2.1/"),
+    fc.constantFrom("TCP", "WSS", "x-y", "", "T_P"),
+    fc.constantFrom(" ", "  ", "\t", ""),
+    fc.constantFrom("h", "a.b-c", "-a", "1.2.3.4", "[::1]", "[]", "[x]", "h_x", "\u00e9"),
+    fc.constantFrom("", ":1", ":65535", ":65536", ":0", ":", ": 5", ":123456"),
+    fc.constantFrom("", ";branch=1", ";", " ;x", "x", ",a"),
+  ).map((p) => p.join(""));
+  let plain = 0;
+  fc.assert(
+    fc.property(fc.oneof(fc.array(part, { minLength: 1, maxLength: 8 }), nearPlain), (parts) => {
+      const value = typeof parts === "string" ? parts : parts.join("");
+      const bytes = latin1Encode(value);
+      if (!isPlainVia(bytes, 0, bytes.length)) return;
+      plain++;
+      assert.notEqual(parseVia(value), undefined, JSON.stringify(value));
+    }),
+    { numRuns: 20000 },
+  );
+  assert.ok(plain > 50, `the generator makes plain Vias too (${plain})`);
+  // And it is bounded by its range: nothing after `end` is read as part of the value.
+  const line = latin1Encode("SIP/2.0/TCP  x");
+  assert.equal(isPlainVia(line, 0, 12), false);
 });

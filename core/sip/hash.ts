@@ -7,16 +7,51 @@
 
 /** 16 lower-case hex digits hashing `text`. */
 export function hash64(text: string): string {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ text.length;
+  start(text.length);
+  feed(text);
+  return digest();
+}
+
+/**
+ * `hash64(\`${a}|${b}|${c}\`)`, without making that string: a hash of a concatenation reads a
+ * flattened copy of it, one allocation per message for the stateless branch.
+ */
+export function hash64Joined(a: string, b: string, c: string): string {
+  start(a.length + b.length + c.length + 2);
+  feed(a);
+  feed("|");
+  feed(b);
+  feed("|");
+  feed(c);
+  return digest();
+}
+
+// The two lanes, module state rather than an object per hash (the functions never re-enter).
+let laneA = 0;
+let laneB = 0;
+
+function start(length: number): void {
+  laneA = 0x811c9dc5;
+  laneB = 0x01000193 ^ length;
+}
+
+function feed(text: string): void {
+  let a = laneA;
+  let b = laneB;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
+  laneA = a;
+  laneB = b;
+}
+
+function digest(): string {
+  const a = laneA;
   // One string from 16 character codes, not two `toString(16).padStart()` and a concatenation.
-  const c = b ^ (a >>> 7);
+  const c = laneB ^ (a >>> 7);
   return String.fromCharCode(
     HEX[(a >>> 28) & 15],
     HEX[(a >>> 24) & 15],

@@ -5,7 +5,7 @@
  * @module
  */
 import { isHost } from "./uri.ts";
-import { isRegExpSpace } from "./token.ts";
+import { isRegExpSpace, isTokenAt } from "./token.ts";
 
 /** One element of a comma-separated header value: `text.slice(start, end)`. */
 export interface ValueRange {
@@ -327,10 +327,15 @@ export function parseNameAddr(value: string): NameAddr | undefined {
 
 /** Parses a CSeq value (`4711 INVITE`); undefined when malformed. */
 export function parseCSeq(value: string): { seq: number; method: string } | undefined {
-  const m = /^([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)$/.exec(value);
-  if (m === null) return undefined;
-  const seq = Number(m[1]);
-  return seq > 0xffffffff ? undefined : { seq, method: m[2] };
+  // By hand, as the RegExp `^([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)$` did (one per request).
+  let i = 0;
+  while (i < value.length && i <= 10 && isDigit(value.charCodeAt(i))) i++;
+  if (i === 0 || i > 10) return undefined;
+  const digits = i;
+  while (value.charCodeAt(i) === 32 || value.charCodeAt(i) === 9) i++;
+  if (i === digits || !isTokenAt(value, i, value.length)) return undefined;
+  const seq = Number(value.slice(0, digits));
+  return seq > 0xffffffff ? undefined : { seq, method: value.slice(i) };
 }
 
 /** The `tag` parameter of a From / To value, or undefined. */

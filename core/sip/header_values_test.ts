@@ -316,3 +316,31 @@ Deno.test("parseVia accepts exactly what its former RegExp accepted (property)",
   );
   assert.ok(accepted > 100, `the generator makes valid Vias too (${accepted})`);
 });
+
+Deno.test("parseCSeq answers exactly as its former RegExp did (property)", () => {
+  const CSEQ = /^([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)$/;
+  const oracle = (value: string) => {
+    const m = CSEQ.exec(value);
+    if (m === null) return undefined;
+    const seq = Number(m[1]);
+    return seq > 0xffffffff ? undefined : { seq, method: m[2] };
+  };
+  const part = fc.constantFrom(
+    ..."0123456789 \t\r\nINVITEack-.!%*_+`'~\u00e9;:,".split(""),
+    "4294967295",
+    "4294967296",
+    "12345678901",
+    " OPTIONS",
+  );
+  let accepted = 0;
+  fc.assert(
+    fc.property(fc.array(part, { minLength: 1, maxLength: 8 }), (parts) => {
+      const value = parts.join("");
+      const expected = oracle(value);
+      if (expected !== undefined) accepted++;
+      assert.deepEqual(parseCSeq(value), expected, JSON.stringify(value));
+    }),
+    { numRuns: 20000 },
+  );
+  assert.ok(accepted > 100, `the generator makes valid CSeqs too (${accepted})`);
+});

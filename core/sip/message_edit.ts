@@ -26,13 +26,22 @@ export class MessageEdit {
 
   /** Inserts latin1 `text` before offset `at`. */
   insert(at: number, text: string): this {
-    this.#edits.push({ start: at, end: at, text });
-    return this;
+    return this.replace(at, at, text);
   }
 
   /** Replaces `[start, end)` with latin1 `text` (empty text removes). */
   replace(start: number, end: number, text: string): this {
-    this.#edits.push({ start, end, text });
+    // Kept in order as they come (a handful per message; no sort and its copy at build time);
+    // an edit goes after those at the same offset, so inserts at one offset keep their order.
+    const edits = this.#edits;
+    const edit = { start, end, text };
+    let i = edits.length;
+    edits.push(edit);
+    while (i > 0 && edits[i - 1].start > start) {
+      edits[i] = edits[i - 1];
+      i--;
+    }
+    edits[i] = edit;
     return this;
   }
 
@@ -44,7 +53,6 @@ export class MessageEdit {
   /** The edited message. Edits must not overlap; inserts at one offset keep their order. */
   build(): Uint8Array {
     const edits = this.#edits;
-    if (!isSorted(edits)) edits.sort((a, b) => a.start - b.start);
     let size = this.#bytes.length;
     for (const e of edits) size += e.text.length - (e.end - e.start);
     const out = allocBytes(size);
@@ -53,19 +61,24 @@ export class MessageEdit {
     const bytes = this.#bytes;
     for (const e of edits) {
       if (e.start < from) throw new Error("MessageEdit: overlapping edits");
-      if (e.start > from) out.set(bytes.subarray(from, e.start), at);
+      copyBytes(bytes, from, e.start, out, at);
       at += e.start - from;
       at = latin1Write(e.text, out, at);
       from = e.end;
     }
-    if (from < bytes.length) out.set(bytes.subarray(from), at);
+    copyBytes(bytes, from, bytes.length, out, at);
     return out;
   }
 }
 
-function isSorted(edits: Edit[]): boolean {
-  for (let i = 1; i < edits.length; i++) if (edits[i].start < edits[i - 1].start) return false;
-  return true;
+/**
+ * Copies `from[start, end)` to `to` at `at`. Short spans (most, between edits) by a loop: a
+ * `subarray` for `set` is an object per span, the largest share of what a forwarded request
+ * allocated (heap sampling, 2026-12-03).
+ */
+function copyBytes(from: Uint8Array, start: number, end: number, to: Uint8Array, at: number) {
+  if (end - start > 96) return to.set(from.subarray(start, end), at);
+  for (let i = start; i < end; i++) to[at++] = from[i];
 }
 
 /** Length of the empty line that ends a head (CRLF, or a bare LF). */

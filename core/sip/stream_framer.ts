@@ -9,10 +9,11 @@
  * read. Only the bytes of an incomplete message are kept, in a buffer of this framer that
  * exists only while a message is incomplete (idle connections hold no buffer).
  *
- * Nor does it cost a parse: framing needs only Content-Length, which a plain head (one
+ * Nor does a response cost a parse: framing needs only Content-Length, which a plain head (one
  * Content-Length line, no folded lines) yields to a byte scan; the head is parsed when first
- * asked for, so a message forwarded by its bytes alone (a response on its way back) is never
- * parsed. Any other head is parsed at once, and answers exactly as the parser does.
+ * asked for, so a response forwarded by its bytes alone (core/proxy/own_via_response.ts) is
+ * never parsed. Requests (always parsed) and other heads are parsed at once; the byte scan
+ * answers exactly as the parser does (a property test holds it to that).
  * @module
  */
 import type { SipHead } from "./head.ts";
@@ -124,7 +125,9 @@ export class StreamFramer {
           }
           break;
         }
-        const plainLength = plainContentLength(data, pos, headEnd);
+        // A request is parsed whatever happens to it: reading its Content-Length from the
+        // bytes first would be work done twice.
+        const plainLength = isResponseAt(data, pos) ? plainContentLength(data, pos, headEnd) : -1;
         if (plainLength >= 0) {
           if (headEnd - pos + plainLength > this.#max) {
             const head = parseHead(latin1Decode(data, pos, headEnd));
@@ -255,6 +258,11 @@ class StreamMessage implements MessageFrame {
   get head(): SipHead {
     return this.#head ??= parseHead(latin1Decode(this.bytes, 0, this.bodyStart));
   }
+}
+
+/** Whether the message at `pos` is a response (starts with `SIP/`, as parseHead decides). */
+function isResponseAt(data: Uint8Array, pos: number): boolean {
+  return data[pos] === 83 && data[pos + 1] === 73 && data[pos + 2] === 80 && data[pos + 3] === 47;
 }
 
 /** What {@link plainContentLength} returns for a head the parser must read. */

@@ -14,10 +14,13 @@ export interface SipUri {
   /** Port, or 0 when absent. */
   port: number;
   /** URI parameters, names lower case; a parameter without value maps to `""`. */
-  params: Map<string, string>;
+  params: ReadonlyMap<string, string>;
   /** Whether the URI has `?header=value` parts (allowed in Contact/Refer-To, not a Request-URI). */
   hasHeaders: boolean;
 }
+
+/** The parameters of a URI without any: one shared map (read-only by type), not one per URI. */
+const NO_PARAMS: ReadonlyMap<string, string> = new Map();
 
 /** Parses a `sip:` or `sips:` URI; undefined when it is not one or is malformed. */
 export function parseSipUri(text: string): SipUri | undefined {
@@ -43,14 +46,16 @@ export function parseSipUri(text: string): SipUri | undefined {
   const hostPort = semi < 0 ? rest : rest.slice(0, semi);
   const parsed = parseHostPort(hostPort);
   if (parsed === undefined) return undefined;
-  const params = new Map<string, string>();
+  let params: ReadonlyMap<string, string> = NO_PARAMS;
   if (semi >= 0) {
+    const map = new Map<string, string>();
     for (const part of rest.slice(semi + 1).split(";")) {
       if (part === "") continue;
       const eq = part.indexOf("=");
-      if (eq < 0) params.set(part.toLowerCase(), "");
-      else params.set(part.slice(0, eq).toLowerCase(), part.slice(eq + 1));
+      if (eq < 0) map.set(part.toLowerCase(), "");
+      else map.set(part.slice(0, eq).toLowerCase(), part.slice(eq + 1));
     }
+    params = map;
   }
   return { scheme, user, host: parsed.host, port: parsed.port, params, hasHeaders };
 }
@@ -88,7 +93,11 @@ export function parseHostPort(text: string): { host: string; port: number } | un
   if (colon > close) {
     host = text.slice(0, colon);
     const portText = text.slice(colon + 1);
-    if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+    if (portText.length === 0 || portText.length > 5) return undefined;
+    for (let i = 0; i < portText.length; i++) {
+      const c = portText.charCodeAt(i);
+      if (c < 48 || c > 57) return undefined;
+    }
     port = Number(portText);
     if (port === 0 || port > 65535) return undefined;
   }
