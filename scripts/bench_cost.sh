@@ -45,7 +45,10 @@
 #  cpu    CPU per transaction and latency: `sipload uac --conns CPU_CONNS --rate R` open loop,
 #         CPU_SECONDS per step, each rate of CPU_RATES, over each transport of CPU_TRANSPORTS,
 #         through each proxy of CPU_PROXIES (sipedge, Kamailio and the relay by default), after a
-#         CPU_WARMUP s unmeasured warm-up per proxy and transport. CPU = utime+stime of the
+#         CPU_WARMUP s unmeasured warm-up per proxy and transport at the highest rate of CPU_RATES
+#         (a proxy that runs for months is measured with its JIT settled: after 4 s at 2,000/s
+#         V8 still compiled about 100 functions in sipedge's next 8 s, on its background threads,
+#         and about 30 after 6 s at 20,000/s; BENCHMARKS.md §11d). CPU = utime+stime of the
 #         proxy's whole process tree over the step (/proc/PID/stat; all of Kamailio's processes,
 #         sipedge's one process with all its threads), per 1,000 transactions (1 tx = an OPTIONS
 #         forwarded + its 200 forwarded back); p50/p99 from sipload (request sent → answer read).
@@ -110,7 +113,8 @@
 #   CPU_RATES="2000 10000 20000"    cpu: transactions per second, one step each
 #   CPU_CONNS=10                    cpu: persistent connections of the client
 #   CPU_SECONDS=10                  cpu: seconds per step
-#   CPU_WARMUP=4                    cpu: unmeasured warm-up per proxy and transport (0 = none)
+#   CPU_WARMUP=4                    cpu: unmeasured warm-up per proxy and transport at the highest
+#                                   rate of CPU_RATES (0 = none)
 #   CPU_PROXIES="$PROXIES relay"    cpu: proxies (sipedge, kamailio, relay); default: PROXIES and
 #                                   the relay ("sipedge kamailio relay"); kamailio is skipped
 #                                   when it is not installed
@@ -673,7 +677,14 @@ cpu_run() { # PROXY TRANSPORT RATE SECONDS
   fi
 }
 
-# Per transport: a warm-up of each proxy, then per rate CPU_ROUNDS rounds of all the proxies, the
+# The largest of its arguments (whole numbers).
+highest() {
+  local max=0 n
+  for n in "$@"; do [ "$n" -gt "$max" ] && max=$n; done
+  echo "$max"
+}
+
+# Per transport: a warm-up of each proxy (at the highest rate), then per rate CPU_ROUNDS rounds of all the proxies, the
 # order rotated by one each round (A B C, B C A, C A B), so that no proxy always goes first and
 # the proxies of a round are measured seconds apart (their ratio is taken per round).
 cpu_step() {
@@ -683,7 +694,8 @@ cpu_step() {
     case "$tr" in tcp | tls) ;; *) die "CPU_TRANSPORTS may hold tcp and tls, not '$tr'" ;; esac
     if [ "$CPU_WARMUP" -gt 0 ]; then
       RECORD=0 CPU_ROUND=0
-      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "${CPU_RATES%% *}" "$CPU_WARMUP"; done
+      # shellcheck disable=SC2086 # the rates, one word each
+      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "$(highest $CPU_RATES)" "$CPU_WARMUP"; done
       RECORD=1
     fi
     for rate in $CPU_RATES; do
@@ -946,6 +958,8 @@ report() {
     echo
     echo "CPU = the proxy's utime + stime over the step (whole process tree), per 1,000 transactions"
     echo "(1 tx = OPTIONS forwarded + 200 forwarded back = 2 SIP messages). p50 / p99: sipload, µs."
+    # shellcheck disable=SC2086 # the rates, one word each
+    echo "Before the first rate, per transport, each proxy had a $CPU_WARMUP s unmeasured warm-up at $(highest $CPU_RATES) tx/s."
     echo "Each rate ran $CPU_ROUNDS round(s) of ${CPU_ACTIVE[*]}, interleaved, the order rotated each"
     echo "round. CPU and p50 / p99: the median over the rounds. Ratios and sipedge − relay: computed"
     echo "per round (the proxies of a round ran seconds apart), then their median (min–max over the"
