@@ -32,7 +32,7 @@ import type {
   ProxyCounter,
   ProxyHost,
 } from "./proxy/proxy_host.ts";
-import type { Frame } from "./sip/stream_framer.ts";
+import { type Frame, isResponseAt } from "./sip/stream_framer.ts";
 import { buildReply } from "./sip/reply.ts";
 import type { Connection } from "./transport/connection.ts";
 import { ConnectionDirectory, MAX_WORKERS, ownerOf } from "./transport/connection_directory.ts";
@@ -728,22 +728,18 @@ export class WorkerEngine implements ProxyHost {
   #onFrame(connection: Connection, frame: Frame): void {
     switch (frame.type) {
       case "message":
-        if (isResponse(frame.bytes)) {
+        if (isResponseAt(frame.bytes, 0)) {
           // Not parsed unless it must be (StreamFramer parses a head on first use).
           this.counters.countIn(frame.bytes);
           return this.#forwardResponse(frame);
         }
-        if (
-          frame.head.isRequest &&
-          this.#flood.check(connection.remote.hostname, frame.head.method) !== ALLOWED
-        ) {
+        if (this.#flood.check(connection.remote.hostname, frame.head.method) !== ALLOWED) {
           // Dropped unanswered; the source is banned, so is its connection.
           this.counters.inc("flood_dropped");
           return connection.close("source banned");
         }
         this.counters.countIn(frame.bytes);
-        if (frame.head.isRequest) forwardRequest(this, this.#source(connection), frame);
-        else this.#forwardResponse(frame);
+        forwardRequest(this, this.#source(connection), frame);
         return;
       case "ping":
         this.counters.inc("keepalive_pings");
@@ -779,11 +775,6 @@ export class WorkerEngine implements ProxyHost {
     }
     this.#local.add(`${h}:${port}`);
   }
-}
-
-/** Whether a message is a response (its start line begins with `SIP/`, as parseHead decides). */
-function isResponse(bytes: Uint8Array): boolean {
-  return bytes[0] === 83 && bytes[1] === 73 && bytes[2] === 80 && bytes[3] === 47;
 }
 
 /** The byte prefixes of our Via: every Via name with every advertised address. */

@@ -261,7 +261,7 @@ class StreamMessage implements MessageFrame {
 }
 
 /** Whether the message at `pos` is a response (starts with `SIP/`, as parseHead decides). */
-function isResponseAt(data: Uint8Array, pos: number): boolean {
+export function isResponseAt(data: Uint8Array, pos: number): boolean {
   return data[pos] === 83 && data[pos + 1] === 73 && data[pos + 2] === 80 && data[pos + 3] === 47;
 }
 
