@@ -33,6 +33,7 @@ import type { Router, RouteResult } from "../plugin/types.ts";
 import { describeError, pluginOf } from "../plugin/owners.ts";
 import { getLogger } from "@logtape/logtape";
 import { hash64, hash64Joined } from "../sip/hash.ts";
+import { isDigits } from "../sip/token.ts";
 import { looksLikeFlowToken } from "./flow_token.ts";
 import type { FlowCheck, FlowSettings, MessageSource, ProxyHost } from "./proxy_host.ts";
 
@@ -539,16 +540,6 @@ function addReceived(
 
 const RPORT_FLAG = /;[ \t]*rport(?=[ \t]*(;|$))/i;
 const RECEIVED = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
-
-/** 1 to `max` ASCII digits (what `^[0-9]{1,max}$` matches, without a RegExp per request). */
-function isDigits(text: string, max: number): boolean {
-  if (text.length === 0 || text.length > max) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
-}
 
 function bareIp(host: string): string {
   return host.startsWith("[") ? host.slice(1, -1) : host;

@@ -9,7 +9,7 @@
  */
 import type { HeaderField, SipHead } from "./head.ts";
 import { latin1Decode } from "./latin1.ts";
-import { headerNameAt, isRegExpSpace, isToken } from "./token.ts";
+import { headerNameAt, isDigits, isRegExpSpace, isToken } from "./token.ts";
 
 /** Content-Length value meaning "present but not a valid number". */
 export const CONTENT_LENGTH_INVALID = -2;
@@ -193,16 +193,6 @@ function readContentLength(head: SipHead): void {
     }
     head.contentLength = value;
   }
-}
-
-/** 1 to `max` ASCII digits. */
-function isDigits(text: string, max: number): boolean {
-  if (text.length === 0 || text.length > max) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
 }
 
 function setError(head: SipHead, message: string): void {

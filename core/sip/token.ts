@@ -32,6 +32,16 @@ export function isRegExpSpace(c: number): boolean {
   return c === 32 || (c >= 9 && c <= 13) || c === 160;
 }
 
+/** 1 to `max` ASCII digits (what `^[0-9]{1,max}$` matches, without a RegExp per message). */
+export function isDigits(text: string, max: number): boolean {
+  if (text.length === 0 || text.length > max) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 /** Whether `text` is a non-empty token. */
 export function isToken(text: string): boolean {
   return isTokenAt(text, 0, text.length);
