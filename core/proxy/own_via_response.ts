@@ -13,6 +13,18 @@
 import { parseVia } from "../sip/header_values.ts";
 import { latin1Decode } from "../sip/latin1.ts";
 import { allocBytes } from "../sip/bytes.ts";
+import {
+  COLON,
+  CR,
+  HT,
+  isContentLengthName,
+  isLineEndAt,
+  LF,
+  plainLengthValueAt,
+  skipWhite,
+  SP,
+} from "../sip/head_bytes.ts";
+import { tokenEnd } from "../sip/token.ts";
 
 /** Where our Via line is in a response, and the connection its `i` names. */
 export interface OwnViaCut {
@@ -24,20 +36,9 @@ export interface OwnViaCut {
   end: number;
 }
 
-const LF = 10;
-const CR = 13;
-const SP = 32;
-const HT = 9;
-const COLON = 58;
 const SEMI = 59;
 const COMMA = 44;
 const QUOTE = 34;
-
-/** 1 for the characters of `token` (RFC 3261 §25.1), as parse_head's header names. */
-const TOKEN = new Uint8Array(256);
-for (let c = 48; c <= 57; c++) TOKEN[c] = 1;
-for (let c = 65; c <= 90; c++) TOKEN[c] = TOKEN[c + 32] = 1;
-for (const c of "-.!%*_+`'~") TOKEN[c.charCodeAt(0)] = 1;
 
 /**
  * Finds our Via in `bytes` (a whole framed response): its line must start, after `Via:` or
@@ -56,7 +57,7 @@ export function findOwnVia(
     bytes[8] < 49 || bytes[8] > 54 || !isDigit(bytes[9]) || !isDigit(bytes[10])
   ) return undefined;
   let i = 11;
-  if (bytes[i] !== SP && !isLineEnd(bytes, i)) return undefined;
+  if (bytes[i] !== SP && !isLineEndAt(bytes, i)) return undefined;
   while (i < n && bytes[i] !== LF) i++;
 
   let cut: OwnViaCut | undefined;
@@ -73,16 +74,14 @@ export function findOwnVia(
       return nextViaParses(bytes, nextVia) ? cut : undefined;
     }
     // A header line: a token name, white space, a colon (what parseHead reads without error).
-    let at = line;
-    while (TOKEN[bytes[at]] === 1) at++;
-    const nameEnd = at;
+    const nameEnd = tokenEnd(bytes, line);
     if (nameEnd === line) return undefined; // folding or a malformed name
-    while (bytes[at] === SP || bytes[at] === HT) at++;
+    let at = skipWhite(bytes, nameEnd);
     if (bytes[at] !== COLON) return undefined;
     at++;
     const length = nameEnd - line;
     if (isVia(bytes, line, length)) {
-      while (bytes[at] === SP || bytes[at] === HT) at++;
+      at = skipWhite(bytes, at);
       if (cut === undefined) {
         cut = ownVia(bytes, at, line, sentBy);
         if (cut === undefined) return undefined;
@@ -90,15 +89,10 @@ export function findOwnVia(
         continue;
       }
       if (nextVia < 0) nextVia = at;
-    } else if (isContentLength(bytes, line, length)) {
+    } else if (isContentLengthName(bytes, line, length)) {
       if (contentLength >= 0) return undefined; // repeated: the parser compares them
-      while (bytes[at] === SP || bytes[at] === HT) at++;
-      let digits = 0;
-      let value = 0;
-      for (; isDigit(bytes[at]); at++, digits++) value = value * 10 + bytes[at] - 48;
-      while (bytes[at] === SP || bytes[at] === HT) at++;
-      if (digits === 0 || digits > 10 || !isLineEnd(bytes, at)) return undefined;
-      contentLength = value;
+      contentLength = plainLengthValueAt(bytes, at);
+      if (contentLength < 0) return undefined;
     }
     i = at;
     while (i < n && bytes[i] !== LF) i++;
@@ -145,7 +139,7 @@ function ownVia(
     if (c === SP || c === HT || c === COMMA || c === QUOTE) return undefined;
     if (c !== SEMI || (bytes[i + 1] | 0x20) !== 105) continue; // ";i" or ";I"
     const after = bytes[i + 2];
-    if (TOKEN[after] === 1) continue; // a longer name
+    if (tokenEnd(bytes, i + 2) > i + 2) continue; // a longer name
     if (id >= 0 || bytes[i + 1] !== 105 || after !== 61) return undefined; // not one ";i="
     id = 0;
     let digits = 0;
@@ -156,7 +150,7 @@ function ownVia(
     }
     i--;
   }
-  if (id <= 0 || !isLineEnd(bytes, i)) return undefined;
+  if (id <= 0 || !isLineEndAt(bytes, i)) return undefined;
   return { connectionId: id, start: line, end: bytes[i] === CR ? i + 2 : i + 1 };
 }
 
@@ -232,21 +226,6 @@ function isVia(bytes: Uint8Array, at: number, length: number): boolean {
     (length === 3 && (bytes[at + 1] | 0x20) === 105 && (bytes[at + 2] | 0x20) === 97);
 }
 
-/** `Content-Length` or `l`, in any case (the name is a token: no CR among its bytes). */
-function isContentLength(bytes: Uint8Array, at: number, length: number): boolean {
-  if (length === 1) return (bytes[at] | 0x20) === 108;
-  if (length !== 14) return false;
-  for (let k = 0; k < 14; k++) if ((bytes[at + k] | 0x20) !== CONTENT_LENGTH[k]) return false;
-  return true;
-}
-
-const CONTENT_LENGTH = new TextEncoder().encode("content-length");
-
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
-}
-
-/** CRLF or a bare LF at `at`. */
-function isLineEnd(bytes: Uint8Array, at: number): boolean {
-  return bytes[at] === LF || (bytes[at] === CR && bytes[at + 1] === LF);
 }

@@ -19,6 +19,17 @@
 import type { SipHead } from "./head.ts";
 import { latin1Decode } from "./latin1.ts";
 import { CONTENT_LENGTH_INVALID, parseHead } from "./parse_head.ts";
+import {
+  COLON,
+  CR,
+  HT,
+  isContentLengthName,
+  LF,
+  plainLengthValueAt,
+  skipWhite,
+  SP,
+} from "./head_bytes.ts";
+import { tokenEnd } from "./token.ts";
 
 /**
  * A complete message: `bytes` is the whole message; `bytes` and `head` (parsed from `bytes`
@@ -62,11 +73,6 @@ export interface StreamFramerOptions {
   maxMessageSize: number;
 }
 
-const LF = 10;
-const CR = 13;
-const SP = 32;
-const HT = 9;
-const COLON = 58;
 const PING: PingFrame = { type: "ping" };
 
 /** Incremental SIP stream framer; one per connection. */
@@ -285,49 +291,17 @@ function plainContentLength(data: Uint8Array, start: number, end: number): numbe
     const c = data[line];
     if (c === CR || c === LF) break; // the empty line
     if (c === SP || c === HT) return NOT_PLAIN; // folding
-    let at = nameEnd(data, line, end);
-    if (at > 0) {
+    const nameEnd = tokenEnd(data, line);
+    const colon = skipWhite(data, nameEnd);
+    if (data[colon] === COLON && isContentLengthName(data, line, nameEnd - line)) {
       if (value !== NOT_PLAIN) return NOT_PLAIN; // repeated: the parser compares them
-      while (data[at] === SP || data[at] === HT) at++;
-      let digits = 0;
-      let n = 0;
-      for (; data[at] >= 48 && data[at] <= 57; at++, digits++) n = n * 10 + data[at] - 48;
-      while (data[at] === SP || data[at] === HT) at++;
-      if (digits === 0 || digits > 10) return NOT_PLAIN;
-      if (data[at] === CR) at++;
-      if (data[at] !== LF) return NOT_PLAIN;
-      value = n;
-      i = at;
-      continue;
+      value = plainLengthValueAt(data, colon + 1);
+      if (value < 0) return NOT_PLAIN;
     }
-    i = line;
+    i = colon;
     while (i < end && data[i] !== LF) i++;
   }
   return value;
-}
-
-/** `content-length` (any case) lower-cased, to compare a line's first bytes with. */
-const CONTENT_LENGTH = [...new TextEncoder().encode("content-length")];
-const DASH_AT = CONTENT_LENGTH.indexOf(45);
-
-/**
- * When the line at `at` is a Content-Length field (`Content-Length` or `l`, spaces or tabs,
- * `:`), the offset after its colon; else 0.
- */
-function nameEnd(data: Uint8Array, at: number, end: number): number {
-  const first = data[at] | 0x20;
-  let i = at + 1;
-  if (first === 99) { // "c": the long form
-    if (end - at < CONTENT_LENGTH.length + 1) return 0;
-    for (let k = 1; k < CONTENT_LENGTH.length; k++) {
-      // Letters in either case; the dash exactly (CR | 0x20 is a dash too).
-      const b = k === DASH_AT ? data[at + k] : data[at + k] | 0x20;
-      if (b !== CONTENT_LENGTH[k]) return 0;
-    }
-    i = at + CONTENT_LENGTH.length;
-  } else if (first !== 108) return 0; // "l": the compact form
-  while (data[i] === SP || data[i] === HT) i++;
-  return data[i] === COLON ? i + 1 : 0;
 }
 
 /** Parses the complete lines of an unfinished head, so that an error response can be built. */

@@ -8,8 +8,8 @@
  */
 import { COMPACT_FORMS } from "./head.ts";
 
-/** 1 for the characters of `token`: alphanum and `-.!%*_+`'~`. */
-const TOKEN = new Uint8Array(128);
+/** 1 for the characters of `token`: alphanum and `-.!%*_+`'~` (by code, 0–255: a latin1 byte). */
+const TOKEN = new Uint8Array(256);
 for (let c = 48; c <= 57; c++) TOKEN[c] = 1;
 for (let c = 65; c <= 90; c++) TOKEN[c] = TOKEN[c + 32] = 1;
 for (const c of "-.!%*_+`'~") TOKEN[c.charCodeAt(0)] = 1;
@@ -40,6 +40,12 @@ export function isDigits(text: string, max: number): boolean {
     if (c < 48 || c > 57) return false;
   }
   return true;
+}
+
+/** Offset after the token characters of `bytes` from `at` (`at` itself when there are none). */
+export function tokenEnd(bytes: Uint8Array, at: number): number {
+  while (TOKEN[bytes[at]] === 1) at++;
+  return at;
 }
 
 /** Whether `text` is a non-empty token. */
