@@ -17,6 +17,7 @@ import {
 } from "../sip/head.ts";
 import {
   isNameAddr,
+  paramSpan,
   parseCSeq,
   parseNameAddr,
   parseVia,
@@ -33,7 +34,7 @@ import type { Router, RouteResult } from "../plugin/types.ts";
 import { describeError, pluginOf } from "../plugin/owners.ts";
 import { getLogger } from "@logtape/logtape";
 import { hash64, hash64Joined } from "../sip/hash.ts";
-import { isDigits } from "../sip/token.ts";
+import { digitsValue } from "../sip/token.ts";
 import { looksLikeFlowToken } from "./flow_token.ts";
 import type { FlowCheck, FlowSettings, MessageSource, ProxyHost } from "./proxy_host.ts";
 
@@ -93,8 +94,8 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   let maxForwards = DEFAULT_MAX_FORWARDS;
   if (mfField !== undefined) {
     const text = headerValue(head, mfField);
-    if (!isDigits(text, 9)) return reject(400, "Invalid Max-Forwards");
-    maxForwards = Number(text);
+    maxForwards = digitsValue(text, 0, text.length, 9);
+    if (maxForwards < 0) return reject(400, "Invalid Max-Forwards");
     if (maxForwards === 0) {
       if (head.method === "OPTIONS") return answer(host, source, head, 200, "OK");
       return reject(483, "Too Many Hops");
@@ -498,7 +499,7 @@ function requestUriStart(head: SipHead): number {
 export function statelessBranch(head: SipHead, topVia: Via): string {
   const branch = topVia.params.get("branch");
   if (branch !== undefined && branch.startsWith("z9hG4bK")) {
-    return `z9hG4bK${hash64Joined(branch, topVia.host, String(topVia.port))}`;
+    return `z9hG4bK${hash64Joined(branch, topVia.host, topVia.port)}`;
   }
   // RFC 2543 peers: the transaction is identified by these (§17.2.3). Not the To tag: the
   // INVITE has none and the ACK of its non-2xx response has one, yet they must match.
@@ -511,8 +512,8 @@ export function statelessBranch(head: SipHead, topVia: Via): string {
 
 /**
  * Sets received and rport on the sender's Via value (`value`, at offset `at` of the head) (§18.2.1,
- * RFC 3581): small edits in place, not the value written anew. A `received` the sender wrote
- * itself is replaced: it must name the real source.
+ * RFC 3581): small edits in place, where the Via's own parameter list found them, not the value
+ * written anew. A `received` the sender wrote itself is replaced: it must name the real source.
  */
 function addReceived(
   edit: MessageEdit,
@@ -525,21 +526,17 @@ function addReceived(
   const hasReceived = via.params.has("received");
   if (bareIp(via.host) === source.hostname && rport === undefined && !hasReceived) return;
   if (rport === "") {
-    const flag = RPORT_FLAG.exec(value);
-    if (flag !== null) {
-      edit.replace(at + flag.index, at + flag.index + flag[0].length, `;rport=${source.port}`);
-    }
+    const flag = paramSpan(via.params, "rport")!;
+    edit.replace(at + flag.start, at + flag.nameEnd, `;rport=${source.port}`);
   }
   const ip = source.hostname.includes(":") ? `[${source.hostname}]` : source.hostname;
-  if (!hasReceived) return void edit.insert(at + value.length, `;received=${ip}`);
-  const received = RECEIVED.exec(value);
-  if (received !== null && received[0] !== `;received=${ip}`) {
-    edit.replace(at + received.index, at + received.index + received[0].length, `;received=${ip}`);
+  const received = `;received=${ip}`;
+  if (!hasReceived) return void edit.insert(at + value.length, received);
+  const span = paramSpan(via.params, "received")!;
+  if (value.slice(span.start, span.end) !== received) {
+    edit.replace(at + span.start, at + span.end, received);
   }
 }
-
-const RPORT_FLAG = /;[ \t]*rport(?=[ \t]*(;|$))/i;
-const RECEIVED = /;[ \t]*received[ \t]*=[ \t]*[^;]*/i;
 
 function bareIp(host: string): string {
   return host.startsWith("[") ? host.slice(1, -1) : host;

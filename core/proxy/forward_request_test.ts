@@ -329,6 +329,29 @@ Deno.test("forwardRequest: received and rport on the sender's Via (RFC 3261 §18
       "Via: SIP/2.0/TCP 10.0.0.3:5070;branch=z9hG4bKabc;received=198.51.100.7",
     );
   });
+  await t.step("a received the sender wrote is replaced, wherever and however written", () => {
+    assert.equal(
+      senderViaOf(via("SIP/2.0/TCP 10.0.0.3:5070;Received = 10.0.0.3 ;branch=z9hG4bKabc")),
+      "Via: SIP/2.0/TCP 10.0.0.3:5070;received=198.51.100.7;branch=z9hG4bKabc",
+    );
+    assert.equal(
+      senderViaOf(via("SIP/2.0/TCP 10.0.0.3:5070;branch=z9hG4bKabc;received")),
+      "Via: SIP/2.0/TCP 10.0.0.3:5070;branch=z9hG4bKabc;received=198.51.100.7",
+      "a received without a value is given one",
+    );
+  });
+  await t.step(
+    "an rport flag in any case, with white space, and a quoted ';rport' left alone",
+    () => {
+      assert.equal(
+        senderViaOf(
+          via('SIP/2.0/TCP 10.0.0.3:5070;x="a;rport" ; RPORT ;branch=z9hG4bKabc'),
+          new FakeSource({ port: 1025 }),
+        ),
+        'Via: SIP/2.0/TCP 10.0.0.3:5070;x="a;rport" ;rport=1025 ;branch=z9hG4bKabc;received=198.51.100.7',
+      );
+    },
+  );
   await t.step("only the top value of a comma-separated Via line changes", () => {
     const text = edit(
       request(),

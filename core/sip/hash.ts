@@ -13,16 +13,21 @@ export function hash64(text: string): string {
 }
 
 /**
- * `hash64(\`${a}|${b}|${c}\`)`, without making that string: a hash of a concatenation reads a
- * flattened copy of it, one allocation per message for the stateless branch.
+ * `hash64(\`${a}|${b}|${n}\`)` for a non-negative integer `n` (a port), without making that
+ * string: a hash of a concatenation reads a flattened copy of it, and `String(n)` is a runtime
+ * call whenever V8's number-string cache misses — both per message for the stateless branch.
  */
-export function hash64Joined(a: string, b: string, c: string): string {
-  start(a.length + b.length + c.length + 2);
+export function hash64Joined(a: string, b: string, n: number): string {
+  let digits = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  start(a.length + b.length + digits + 2);
   feed(a);
   feed("|");
   feed(b);
   feed("|");
-  feed(c);
+  for (let unit = 10 ** (digits - 1); unit >= 1; unit /= 10) {
+    feedCode(48 + (Math.floor(n / unit) % 10));
+  }
   return digest();
 }
 
@@ -46,6 +51,12 @@ function feed(text: string): void {
   }
   laneA = a;
   laneB = b;
+}
+
+function feedCode(c: number): void {
+  laneA = Math.imul(laneA ^ c, 0x01000193);
+  const b = Math.imul(laneB ^ c, 0x5bd1e995);
+  laneB = b ^ (b >>> 15);
 }
 
 function digest(): string {

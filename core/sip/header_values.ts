@@ -5,7 +5,7 @@
  * @module
  */
 import { isHost } from "./uri.ts";
-import { isRegExpSpace, isTokenAt } from "./token.ts";
+import { digitsValue, isRegExpSpace, isTokenAt } from "./token.ts";
 
 /** One element of a comma-separated header value: `text.slice(start, end)`. */
 export interface ValueRange {
@@ -165,9 +165,8 @@ export function parseVia(value: string): Via | undefined {
     i = skipSpace(value, i + 1);
     const portStart = i;
     while (i < n && i - portStart < 6 && isDigit(value.charCodeAt(i))) i++;
-    if (i === portStart || i - portStart > 5) return undefined;
-    port = Number(value.slice(portStart, i));
-    if (port === 0 || port > 65535) return undefined;
+    port = digitsValue(value, portStart, i, 5);
+    if (port <= 0 || port > 65535) return undefined;
     i = skipSpace(value, i);
   }
   if (i < n && value.charCodeAt(i) !== 59) return undefined; // only parameters may follow
@@ -175,11 +174,29 @@ export function parseVia(value: string): Via | undefined {
     transport: value.slice(transportStart, transportEnd).toUpperCase(),
     host: host.toLowerCase(),
     port,
-    params: i < n ? new ParamList(value.slice(i)) : NO_PARAMS,
+    params: i < n ? new ParamList(value.slice(i), i) : NO_PARAMS,
   };
 }
 
 const NO_PARAMS: ReadonlyMap<string, string> = new Map();
+
+/** Where a parameter is in the value it was read from (see {@link ParamList.span}). */
+export interface ParamSpan {
+  /** Offset of the `;` before it. */
+  start: number;
+  /** Offset after its name. */
+  nameEnd: number;
+  /** Offset after its value (of the next `;`, or the end of the value). */
+  end: number;
+}
+
+/** {@link ParamList.span} of a Via's (or other) parameters; undefined when not a ParamList. */
+export function paramSpan(
+  params: ReadonlyMap<string, string>,
+  name: string,
+): ParamSpan | undefined {
+  return params instanceof ParamList ? params.span(name) : undefined;
+}
 
 /**
  * `;name=value;flag` parameters read from their text when asked for, the same as
@@ -189,24 +206,58 @@ const NO_PARAMS: ReadonlyMap<string, string> = new Map();
  */
 export class ParamList implements ReadonlyMap<string, string> {
   readonly #text: string;
+  /** Where `#text` starts in the value it was read from (for {@link span}). */
+  readonly #offset: number;
   /** Per parameter: name start and end (trimmed), `=` (-1 for a flag), end; made on first get. */
   #ranges: number[] | undefined;
   #map: Map<string, string> | undefined;
 
-  constructor(text: string) {
+  /** `text`: the parameters (`;a=1;b`), found at `offset` of the value they were read from. */
+  constructor(text: string, offset = 0) {
     this.#text = text;
+    this.#offset = offset;
   }
 
   /** The value of parameter `name` (lower case), `""` for a flag, undefined when absent. */
   get(name: string): string | undefined {
     if (this.#map !== undefined) return this.#map.get(name);
+    const found = this.#find(name);
+    if (found < 0) return undefined;
+    const ranges = this.#ranges!;
+    return paramValue(this.#text, ranges[found + 2], ranges[found + 3]);
+  }
+
+  /**
+   * Where the parameter that {@link get} reads is, as offsets in the value the parameters were
+   * read from: its `;` (what precedes the name: white space may follow it), the end of its name,
+   * and the end of its value (the next `;`, or the end). For editing it in place; undefined when
+   * absent.
+   */
+  span(name: string): ParamSpan | undefined {
+    const found = this.#find(name);
+    if (found < 0) return undefined;
+    const text = this.#text;
+    const ranges = this.#ranges!;
+    let start = ranges[found];
+    while (start > 0 && text.charCodeAt(start - 1) !== 59) start--; // back over white space
+    if (start > 0) start--;
+    const offset = this.#offset;
+    return {
+      start: offset + start,
+      nameEnd: offset + ranges[found + 1],
+      end: offset + ranges[found + 3],
+    };
+  }
+
+  /** Index in `#ranges` of the last parameter named `name` (as in a Map, the last one wins). */
+  #find(name: string): number {
     const text = this.#text;
     const ranges = this.#ranges ??= paramRanges(text);
     let found = -1;
     for (let i = 0; i < ranges.length; i += 4) {
-      if (nameIs(text, ranges[i], ranges[i + 1], name)) found = i; // the last one wins, as in a Map
+      if (nameIs(text, ranges[i], ranges[i + 1], name)) found = i;
     }
-    return found < 0 ? undefined : paramValue(text, ranges[found + 2], ranges[found + 3]);
+    return found;
   }
 
   has(name: string): boolean {
@@ -334,7 +385,7 @@ export function parseCSeq(value: string): { seq: number; method: string } | unde
   const digits = i;
   while (value.charCodeAt(i) === 32 || value.charCodeAt(i) === 9) i++;
   if (i === digits || !isTokenAt(value, i, value.length)) return undefined;
-  const seq = Number(value.slice(0, digits));
+  const seq = digitsValue(value, 0, digits, 10);
   return seq > 0xffffffff ? undefined : { seq, method: value.slice(i) };
 }
 

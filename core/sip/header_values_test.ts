@@ -268,6 +268,42 @@ Deno.test("ParamList: the same answers as parseParams, read on demand", async (t
       { numRuns: 5000 },
     );
   });
+  await t.step("property: span is where get reads, in the value the list was read from", () => {
+    const part = fc.constantFrom(
+      ";",
+      "=",
+      " ",
+      "\t",
+      '"',
+      "rport",
+      "RPort",
+      "received",
+      "x",
+      "1.2.3.4",
+    );
+    fc.assert(
+      fc.property(fc.array(part, { maxLength: 12 }), (parts) => {
+        const params = ";" + parts.join("");
+        const value = "SIP/2.0/TCP h" + params; // the list is read from offset 13
+        const list = new ParamList(params, 13);
+        for (const name of ["rport", "received", "x"]) {
+          const span = list.span(name);
+          const why = `${JSON.stringify(params)} ${name}`;
+          if (list.get(name) === undefined) {
+            assert.equal(span, undefined, why);
+            continue;
+          }
+          assert.ok(span !== undefined, why);
+          assert.equal(value[span.start], ";", why);
+          assert.equal(value.slice(span.start + 1, span.nameEnd).trim().toLowerCase(), name, why);
+          const alone = parseParams(value.slice(span.start, span.end));
+          assert.equal(alone.size, 1, why);
+          assert.equal(alone.get(name), list.get(name), why);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
 });
 
 Deno.test("parseVia accepts exactly what its former RegExp accepted (property)", () => {

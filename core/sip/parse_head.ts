@@ -9,7 +9,7 @@
  */
 import type { HeaderField, SipHead } from "./head.ts";
 import { latin1Decode } from "./latin1.ts";
-import { headerNameAt, isDigits, isRegExpSpace, isToken } from "./token.ts";
+import { digitsValue, headerNameAt, isRegExpSpace, isToken } from "./token.ts";
 
 /** Content-Length value meaning "present but not a valid number". */
 export const CONTENT_LENGTH_INVALID = -2;
@@ -181,18 +181,22 @@ function isAbsoluteUri(uri: string): boolean {
 function readContentLength(head: SipHead): void {
   for (const field of head.headers) {
     if (field.name !== "content-length") continue;
-    let raw = head.text.slice(field.valueStart, field.valueEnd);
-    if (field.folded) raw = raw.replace(/[ \t]*\r?\n[ \t]+/g, " ").trim();
-    const value = isDigits(raw, 10) ? Number(raw) : CONTENT_LENGTH_INVALID;
-    if (
-      value === CONTENT_LENGTH_INVALID || (head.contentLength >= 0 && head.contentLength !== value)
-    ) {
+    const value = field.folded
+      ? foldedContentLength(head.text.slice(field.valueStart, field.valueEnd))
+      : digitsValue(head.text, field.valueStart, field.valueEnd, 10);
+    if (value < 0 || (head.contentLength >= 0 && head.contentLength !== value)) {
       head.contentLength = CONTENT_LENGTH_INVALID;
       setError(head, "Invalid Content-Length");
       return;
     }
     head.contentLength = value;
   }
+}
+
+/** A Content-Length value written over several lines (rare): -1 unless digits once joined. */
+function foldedContentLength(raw: string): number {
+  const joined = raw.replace(/[ \t]*\r?\n[ \t]+/g, " ").trim();
+  return digitsValue(joined, 0, joined.length, 10);
 }
 
 function setError(head: SipHead, message: string): void {

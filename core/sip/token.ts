@@ -32,14 +32,20 @@ export function isRegExpSpace(c: number): boolean {
   return c === 32 || (c >= 9 && c <= 13) || c === 160;
 }
 
-/** 1 to `max` ASCII digits (what `^[0-9]{1,max}$` matches, without a RegExp per message). */
-export function isDigits(text: string, max: number): boolean {
-  if (text.length === 0 || text.length > max) return false;
-  for (let i = 0; i < text.length; i++) {
+/**
+ * The value of `text[start, end)` when it is 1 to `max` ASCII digits (`^[0-9]{1,max}$`), else -1.
+ * For ports, Max-Forwards, CSeq and Content-Length: no slice and no `Number()` of a fresh string
+ * (a runtime call) per message.
+ */
+export function digitsValue(text: string, start: number, end: number, max: number): number {
+  if (end <= start || end - start > max) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
+    if (c < 48 || c > 57) return -1;
+    value = value * 10 + (c - 48);
   }
-  return true;
+  return value;
 }
 
 /** Offset after the token characters of `bytes` from `at` (`at` itself when there are none). */

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { COMPACT_FORMS } from "./head.ts";
-import { headerNameAt, isToken, isTokenAt } from "./token.ts";
+import { digitsValue, headerNameAt, isToken, isTokenAt } from "./token.ts";
 
 /** The definitions the in-place readers replace: the oracle of the property tests. */
 const TOKEN = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
@@ -59,6 +59,38 @@ Deno.test("isToken and headerNameAt agree with the RegExp and toLowerCase they r
       const expected = TOKEN.test(name) ? canonical(name) : undefined;
       assert.equal(headerNameAt(`x${name}y`, 1, 1 + name.length), expected, JSON.stringify(name));
     }),
+    { numRuns: 5000 },
+  );
+});
+
+Deno.test("digitsValue: the number of 1 to max digits, -1 for anything else", () => {
+  assert.equal(digitsValue("5060", 0, 4, 5), 5060);
+  assert.equal(digitsValue("x:5060;", 2, 6, 5), 5060);
+  assert.equal(digitsValue("00070", 0, 5, 5), 70);
+  assert.equal(digitsValue("4294967295", 0, 10, 10), 4294967295);
+  assert.equal(digitsValue("123456", 0, 6, 5), -1, "longer than max");
+  assert.equal(digitsValue("12", 1, 1, 5), -1, "empty");
+  assert.equal(digitsValue("1 2", 0, 3, 5), -1);
+  assert.equal(digitsValue("-1", 0, 2, 5), -1);
+  assert.equal(digitsValue("\u0661", 0, 1, 5), -1, "digits are ASCII only");
+});
+
+Deno.test("digitsValue agrees with the RegExp and Number() it replaces", () => {
+  const chars = fc.constantFrom(..."0123456789 +-.eExa\t\u0660".split(""));
+  fc.assert(
+    fc.property(
+      fc.array(chars, { maxLength: 12 }),
+      fc.integer({ min: 1, max: 10 }),
+      (parts, max) => {
+        const text = parts.join("");
+        const expected = new RegExp(`^[0-9]{1,${max}}$`).test(text) ? Number(text) : -1;
+        assert.equal(
+          digitsValue(`<${text}>`, 1, 1 + text.length, max),
+          expected,
+          JSON.stringify(text),
+        );
+      },
+    ),
     { numRuns: 5000 },
   );
 });

@@ -2,6 +2,7 @@
  * SIP and SIPS URIs (RFC 3261 §19.1), parsed just far enough to route on.
  * @module
  */
+import { digitsValue } from "./token.ts";
 
 /** A parsed `sip:` / `sips:` URI. */
 export interface SipUri {
@@ -88,18 +89,13 @@ export function sipUriProblem(text: string): string {
 export function parseHostPort(text: string): { host: string; port: number } | undefined {
   let host = text;
   let port = 0;
-  const close = text.lastIndexOf("]");
-  const colon = text.lastIndexOf(":");
-  if (colon > close) {
+  // The port's ":" is the last one, after any "]" (an IPv6 reference holds colons).
+  let colon = text.length - 1;
+  while (colon >= 0 && text.charCodeAt(colon) !== 58 && text.charCodeAt(colon) !== 93) colon--;
+  if (colon >= 0 && text.charCodeAt(colon) === 58) {
     host = text.slice(0, colon);
-    const portText = text.slice(colon + 1);
-    if (portText.length === 0 || portText.length > 5) return undefined;
-    for (let i = 0; i < portText.length; i++) {
-      const c = portText.charCodeAt(i);
-      if (c < 48 || c > 57) return undefined;
-    }
-    port = Number(portText);
-    if (port === 0 || port > 65535) return undefined;
+    port = digitsValue(text, colon + 1, text.length, 5);
+    if (port <= 0 || port > 65535) return undefined;
   }
   if (!isHost(host)) return undefined;
   return { host: host.toLowerCase(), port };

@@ -206,3 +206,37 @@ Deno.test("isHost accepts exactly what its former RegExp accepted (property)", (
     { numRuns: 10000 },
   );
 });
+
+Deno.test("parseHostPort answers as its former lastIndexOf/Number version did (property)", () => {
+  const former = (text: string) => {
+    let host = text;
+    let port = 0;
+    const close = text.lastIndexOf("]");
+    const colon = text.lastIndexOf(":");
+    if (colon > close) {
+      host = text.slice(0, colon);
+      const portText = text.slice(colon + 1);
+      if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
+      port = Number(portText);
+      if (port === 0 || port > 65535) return undefined;
+    }
+    return isHost(host) ? { host: host.toLowerCase(), port } : undefined;
+  };
+  const part = fc.constantFrom(
+    ..."aZ09.-:[]; \u00e9".split(""),
+    "Example.com",
+    "192.0.2.1",
+    "[2001:db8::1]",
+    ":5060",
+    ":65535",
+    ":65536",
+    ":00000",
+  );
+  fc.assert(
+    fc.property(fc.array(part, { maxLength: 6 }), (parts) => {
+      const text = parts.join("");
+      assert.deepEqual(parseHostPort(text), former(text), JSON.stringify(text));
+    }),
+    { numRuns: 10000 },
+  );
+});

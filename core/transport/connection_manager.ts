@@ -113,6 +113,8 @@ export class ConnectionManager {
   /** Messages already sent again after their connection closed under them. */
   #resent = new WeakSet<Uint8Array>();
   #stopping = false;
+  /** The last destination sent to and its key (see #keyOf). */
+  #lastKey = { transport: "", host: "", port: -1, key: "" };
   /** What every connection tells this manager (one object for all of them). */
   #hooks: ConnectionHooks;
   /** The queue limits in force, read by every connection on send. */
@@ -235,7 +237,7 @@ export class ConnectionManager {
       return this.#failMessage(key, "connect_failed", onFail);
     }
     const port = destination.port || transport.defaultPort;
-    const key = destinationKey(destination.transport, destination.host, port);
+    const key = this.#keyOf(destination, port);
     if (this.blacklist.size > 0 && this.blacklist.get(key, Date.now()) !== undefined) {
       this.#options.counters.inc("blacklisted_sends");
       return this.#failMessage(key, "blacklisted", onFail);
@@ -254,6 +256,22 @@ export class ConnectionManager {
       ) return;
     }
     this.#connect(destination.transport, transport, destination.host, port, key, bytes, onFail);
+  }
+
+  /**
+   * The destination's key: the last one when the destination is the same as last time (a
+   * configured route, a busy peer). Comparing three fields is cheaper than a new key string,
+   * which every map lookup hashes again (a runtime call per message).
+   */
+  #keyOf(destination: Destination, port: number): string {
+    const last = this.#lastKey;
+    if (
+      last.port === port && last.host === destination.host &&
+      last.transport === destination.transport
+    ) return last.key;
+    const key = destinationKey(destination.transport, destination.host, port);
+    this.#lastKey = { transport: destination.transport, host: destination.host, port, key };
+    return key;
   }
 
   /**
