@@ -54,23 +54,20 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   host.count("requests_in");
   const { head } = request;
   const isAck = head.method === "ACK";
-  const reject = (status: number, reason: string, headers?: string[]) => {
-    host.count("requests_rejected");
-    if (isAck) return; // never answer an ACK (RFC 3261 §17.2.1)
-    host.count("local_replies");
-    source.reply(buildReply(head, status, reason, { headers }));
-  };
 
-  if (head.error !== undefined) return reject(400, head.error);
+  if (head.error !== undefined) return refuse(host, source, head, 400, head.error);
   if (head.version !== "SIP/2.0" && head.version.toUpperCase() !== "SIP/2.0") {
-    return reject(505, "Version Not Supported");
+    return refuse(host, source, head, 505, "Version Not Supported");
   }
   const problem = checkRequiredHeaders(head);
-  if (problem !== undefined) return reject(400, problem);
+  if (problem !== undefined) return refuse(host, source, head, 400, problem);
   const viaField = findHeader(head, "via")!; // checkRequiredHeaders: there is one
   const topViaRange = splitCommaValues(head.text, viaField.valueStart, viaField.valueEnd, 1)[0];
-  const topVia = topViaRange && parseVia(head.text.slice(topViaRange.start, topViaRange.end));
-  if (topVia === undefined) return reject(400, "Malformed Via header");
+  const topViaText = topViaRange === undefined
+    ? ""
+    : head.text.slice(topViaRange.start, topViaRange.end);
+  const topVia = parseVia(topViaText);
+  if (topVia === undefined) return refuse(host, source, head, 400, "Malformed Via header");
   // The ACK for a final response sipedge made itself (a failure it answered): it ends there.
   if (isAck && tagOf(getValue(head, "to"))?.startsWith(LOCAL_TAG_PREFIX)) {
     return host.count("acks_absorbed");
@@ -82,12 +79,12 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   if (uri === undefined) {
     const scheme = head.uri.slice(0, Math.max(0, head.uri.indexOf(":"))).toLowerCase();
     if (scheme === "sip" || scheme === "sips") {
-      return reject(400, `Malformed Request-URI: ${sipUriProblem(head.uri)}`);
+      return refuse(host, source, head, 400, `Malformed Request-URI: ${sipUriProblem(head.uri)}`);
     }
-    if (scheme !== "tel") return reject(416, "Unsupported URI Scheme");
+    if (scheme !== "tel") return refuse(host, source, head, 416, "Unsupported URI Scheme");
   }
   // §19.1.1: header parameters are not allowed in a Request-URI (RFC 4475 escruri).
-  if (uri?.hasHeaders) return reject(400, "Headers in Request-URI");
+  if (uri?.hasHeaders) return refuse(host, source, head, 400, "Headers in Request-URI");
 
   // Max-Forwards (§16.3 step 3)
   const mfField = findHeader(head, "max-forwards");
@@ -95,17 +92,17 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   if (mfField !== undefined) {
     const text = headerValue(head, mfField);
     maxForwards = digitsValue(text, 0, text.length, 9);
-    if (maxForwards < 0) return reject(400, "Invalid Max-Forwards");
+    if (maxForwards < 0) return refuse(host, source, head, 400, "Invalid Max-Forwards");
     if (maxForwards === 0) {
       if (head.method === "OPTIONS") return answer(host, source, head, 200, "OK");
-      return reject(483, "Too Many Hops");
+      return refuse(host, source, head, 483, "Too Many Hops");
     }
   }
 
   // Proxy-Require (§16.3 step 6): sipedge supports no extensions that a proxy must support.
   if (findHeader(head, "proxy-require") !== undefined) {
     const tags = findHeaders(head, "proxy-require").map((f) => headerValue(head, f)).join(", ");
-    return reject(420, "Bad Extension", [`Unsupported: ${tags}`]);
+    return refuse(host, source, head, 420, "Bad Extension", [`Unsupported: ${tags}`]);
   }
 
   const edit = new MessageEdit(request.bytes);
@@ -139,11 +136,11 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
       const check = host.checkFlowToken(user);
       if (!check.ok && check.why === "invalid") {
         host.count("flow_token_invalid");
-        return reject(403, "Invalid Flow Token");
+        return refuse(host, source, head, 403, "Invalid Flow Token");
       }
       if (!check.ok) {
         host.count("flow_failed");
-        return reject(430, "Flow Failed");
+        return refuse(host, source, head, 430, "Flow Failed");
       }
       flowToken = user;
       const fromThisFlow = check.connectionId === source.connectionId &&
@@ -163,7 +160,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     destination = { transport: flow.transport, host: "", port: 0 };
   } else if (routes.length > 0) {
     const next = routes[0].parsed;
-    if (next === undefined) return reject(400, "Malformed Route header");
+    if (next === undefined) return refuse(host, source, head, 400, "Malformed Route header");
     destination = destinationOf(next);
     if (!next.params.has("lr")) {
       // Strict-routing next hop: its URI becomes the Request-URI, ours goes last in Route.
@@ -180,15 +177,22 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     }
     const result = routeByPlugins(host, head, uri, source);
     if (result !== undefined && "reply" in result) {
-      return reject(result.reply.status, result.reply.reason, result.reply.headers);
+      return refuse(
+        host,
+        source,
+        head,
+        result.reply.status,
+        result.reply.reason,
+        result.reply.headers,
+      );
     }
     if (result !== undefined) {
       destination = result.destination;
       recordRoute = result.recordRoute ?? false;
     } else if (uri === undefined) {
-      return reject(416, "Unsupported URI Scheme");
+      return refuse(host, source, head, 416, "Unsupported URI Scheme");
     } else if (isOurs(host, uri)) {
-      return reject(404, "Not Found");
+      return refuse(host, source, head, 404, "Not Found");
     } else {
       destination = destinationOf(uri);
     }
@@ -217,7 +221,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   // serves as Via sent-by.
   const outAddress = host.advertised(destination.transport) ?? host.advertised(source.transport);
   if (outVia === undefined || outAddress === undefined) {
-    return reject(503, "Service Unavailable", [
+    return refuse(host, source, head, 503, "Service Unavailable", [
       `Reason: SIP;cause=503;text="transport ${destination.transport} not enabled"`,
     ]);
   }
@@ -266,13 +270,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     `Via: ${ownViaSentBy(outVia, outAddress)};branch=${branch};i=${source.connectionId}\r\n`,
   );
   // received / rport on the sender's Via (§18.2.1, RFC 3581).
-  addReceived(
-    edit,
-    head.text.slice(topViaRange.start, topViaRange.end),
-    topViaRange.start,
-    topVia,
-    source,
-  );
+  addReceived(edit, topViaText, topViaRange.start, topVia, source);
 
   host.count("requests_forwarded");
   // Not sent: the host answers the sender (408 for timeouts, 430 for a flow, else 503).
@@ -328,6 +326,25 @@ function ourUri(host: ProxyHost, transport: string, fallback: string, user = "")
   const t = host.advertised(transport) !== undefined ? transport : fallback;
   const a = host.advertised(t)!;
   return `sip:${user === "" ? "" : `${user}@`}${formatHostPort(a.host, a.port)};transport=${t}`;
+}
+
+/**
+ * Answers a request sipedge refuses (never an ACK: RFC 3261 §17.2.1), counted. A function of
+ * the module, not a closure in forwardRequest: that was a closure and a context per request,
+ * for a path most requests never take.
+ */
+function refuse(
+  host: ProxyHost,
+  source: MessageSource,
+  head: SipHead,
+  status: number,
+  reason: string,
+  headers?: string[],
+): void {
+  host.count("requests_rejected");
+  if (head.method === "ACK") return;
+  host.count("local_replies");
+  source.reply(buildReply(head, status, reason, { headers }));
 }
 
 function answer(

@@ -23,34 +23,37 @@ export interface SipUri {
 /** The parameters of a URI without any: one shared map (read-only by type), not one per URI. */
 const NO_PARAMS: ReadonlyMap<string, string> = new Map();
 
-/** Parses a `sip:` or `sips:` URI; undefined when it is not one or is malformed. */
+/**
+ * Parses a `sip:` or `sips:` URI; undefined when it is not one or is malformed. By offsets into
+ * `text`: only the user, the host and the parameters are sliced (a Request-URI and a Route or
+ * two per request).
+ */
 export function parseSipUri(text: string): SipUri | undefined {
   const colon = text.indexOf(":");
-  if (colon < 0) return undefined;
-  const scheme = text.slice(0, colon).toLowerCase();
-  if (scheme !== "sip" && scheme !== "sips") return undefined;
-  let rest = text.slice(colon + 1);
+  const scheme = colon === 3 || colon === 4 ? sipScheme(text, colon) : undefined;
+  if (scheme === undefined) return undefined;
   let user = "";
+  let hostStart = colon + 1;
   // The first "@" ends the userinfo (which may hold ";" and "?"); "@" is not allowed
   // unescaped in the host, parameters or headers (§25.1).
-  const at = rest.indexOf("@");
+  const at = text.indexOf("@", hostStart);
   if (at >= 0) {
-    user = rest.slice(0, at);
-    const password = user.indexOf(":");
-    if (password >= 0) user = user.slice(0, password);
-    rest = rest.slice(at + 1);
+    const password = text.indexOf(":", hostStart);
+    user = text.slice(hostStart, password >= 0 && password < at ? password : at);
+    hostStart = at + 1;
   }
-  const q = rest.indexOf("?");
+  const q = text.indexOf("?", hostStart);
   const hasHeaders = q >= 0;
-  if (hasHeaders) rest = rest.slice(0, q);
-  const semi = rest.indexOf(";");
-  const hostPort = semi < 0 ? rest : rest.slice(0, semi);
-  const parsed = parseHostPort(hostPort);
-  if (parsed === undefined) return undefined;
+  const end = hasHeaders ? q : text.length;
+  let semi = text.indexOf(";", hostStart);
+  if (semi >= end) semi = -1;
+  if (!readHostPort(text, hostStart, semi < 0 ? end : semi)) return undefined;
+  const host = readHost;
+  const port = readPort;
   let params: ReadonlyMap<string, string> = NO_PARAMS;
   if (semi >= 0) {
     const map = new Map<string, string>();
-    for (const part of rest.slice(semi + 1).split(";")) {
+    for (const part of text.slice(semi + 1, end).split(";")) {
       if (part === "") continue;
       const eq = part.indexOf("=");
       if (eq < 0) map.set(part.toLowerCase(), "");
@@ -58,7 +61,15 @@ export function parseSipUri(text: string): SipUri | undefined {
     }
     params = map;
   }
-  return { scheme, user, host: parsed.host, port: parsed.port, params, hasHeaders };
+  return { scheme, user, host, port, params, hasHeaders };
+}
+
+/** `sip` or `sips` when `text[0, colon)` is one of them in any case, else undefined. */
+function sipScheme(text: string, colon: number): string | undefined {
+  if ((text.charCodeAt(0) | 0x20) !== 115 || (text.charCodeAt(1) | 0x20) !== 105) return undefined;
+  if ((text.charCodeAt(2) | 0x20) !== 112) return undefined;
+  if (colon === 3) return "sip";
+  return (text.charCodeAt(3) | 0x20) === 115 ? "sips" : undefined;
 }
 
 /**
@@ -87,18 +98,30 @@ export function sipUriProblem(text: string): string {
 
 /** Parses `host[:port]` (IPv6 in brackets); undefined when malformed. Host is lower case. */
 export function parseHostPort(text: string): { host: string; port: number } | undefined {
-  let host = text;
-  let port = 0;
+  return readHostPort(text, 0, text.length) ? { host: readHost, port: readPort } : undefined;
+}
+
+/** What the last successful {@link readHostPort} read (module state: no object per call). */
+let readHost = "";
+let readPort = 0;
+
+/** Reads `host[:port]` from `text[start, end)` into readHost / readPort; false when malformed. */
+function readHostPort(text: string, start: number, end: number): boolean {
   // The port's ":" is the last one, after any "]" (an IPv6 reference holds colons).
-  let colon = text.length - 1;
-  while (colon >= 0 && text.charCodeAt(colon) !== 58 && text.charCodeAt(colon) !== 93) colon--;
-  if (colon >= 0 && text.charCodeAt(colon) === 58) {
-    host = text.slice(0, colon);
-    port = digitsValue(text, colon + 1, text.length, 5);
-    if (port <= 0 || port > 65535) return undefined;
+  let colon = end - 1;
+  while (colon >= start && text.charCodeAt(colon) !== 58 && text.charCodeAt(colon) !== 93) colon--;
+  let port = 0;
+  let hostEnd = end;
+  if (colon >= start && text.charCodeAt(colon) === 58) {
+    port = digitsValue(text, colon + 1, end, 5);
+    if (port <= 0 || port > 65535) return false;
+    hostEnd = colon;
   }
-  if (!isHost(host)) return undefined;
-  return { host: host.toLowerCase(), port };
+  const host = text.slice(start, hostEnd);
+  if (!isHost(host)) return false;
+  readHost = host.toLowerCase();
+  readPort = port;
+  return true;
 }
 
 /**

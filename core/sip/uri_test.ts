@@ -240,3 +240,62 @@ Deno.test("parseHostPort answers as its former lastIndexOf/Number version did (p
     { numRuns: 10000 },
   );
 });
+
+Deno.test("parseSipUri answers as its former slicing version did (property)", () => {
+  const former = (text: string) => {
+    const colon = text.indexOf(":");
+    if (colon < 0) return undefined;
+    const scheme = text.slice(0, colon).toLowerCase();
+    if (scheme !== "sip" && scheme !== "sips") return undefined;
+    let rest = text.slice(colon + 1);
+    let user = "";
+    const at = rest.indexOf("@");
+    if (at >= 0) {
+      user = rest.slice(0, at);
+      const password = user.indexOf(":");
+      if (password >= 0) user = user.slice(0, password);
+      rest = rest.slice(at + 1);
+    }
+    const q = rest.indexOf("?");
+    const hasHeaders = q >= 0;
+    if (hasHeaders) rest = rest.slice(0, q);
+    const semi = rest.indexOf(";");
+    const parsed = parseHostPort(semi < 0 ? rest : rest.slice(0, semi));
+    if (parsed === undefined) return undefined;
+    const params = new Map<string, string>();
+    if (semi >= 0) {
+      for (const part of rest.slice(semi + 1).split(";")) {
+        if (part === "") continue;
+        const eq = part.indexOf("=");
+        if (eq < 0) params.set(part.toLowerCase(), "");
+        else params.set(part.slice(0, eq).toLowerCase(), part.slice(eq + 1));
+      }
+    }
+    return { scheme, user, host: parsed.host, port: parsed.port, params, hasHeaders };
+  };
+  const part = fc.constantFrom(
+    ..."sSiIpP:@;?=[]. aZ9".split(""),
+    "sip:",
+    "SIPS:",
+    "sip:alice@",
+    "alice:secret@",
+    "Example.com",
+    "192.0.2.1",
+    "[2001:db8::1]",
+    ":5060",
+    ":65536",
+    ";transport=TCP",
+    ";lr",
+    "?subject=x",
+  );
+  fc.assert(
+    fc.property(fc.array(part, { maxLength: 8 }), (parts) => {
+      const text = parts.join("");
+      const got = parseSipUri(text);
+      const want = former(text);
+      const plain = (u: typeof got) => u && { ...u, params: [...u.params] };
+      assert.deepEqual(plain(got), plain(want), JSON.stringify(text));
+    }),
+    { numRuns: 20000 },
+  );
+});
