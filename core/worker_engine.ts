@@ -718,8 +718,16 @@ export class WorkerEngine implements ProxyHost {
    * connection holds nothing for it.
    */
   #source(connection: Connection): MessageSource {
-    return new StreamSource(connection, this.#connections!, this.counters, this.#mintFlow);
+    const source = new StreamSource(connection, this.#connections!, this.counters, this.#mintFlow);
+    // The last one is kept: it keeps the class's map alive (see core/keep_shape.ts); what it
+    // holds (its connection) is held by the connection manager anyway while the connection is
+    // open.
+    this.#lastSource = source;
+    return source;
   }
+
+  /** The last request's source (see #source). */
+  #lastSource: StreamSource | undefined;
 
   /** Mints the flow token of a connection (StreamSource). */
   #mintFlow = (connectionId: number, slot: number): string =>

@@ -5,6 +5,7 @@
  * @module
  */
 import { isHost } from "./uri.ts";
+import { keepShapeOf } from "../keep_shape.ts";
 import { digitsValue, isRegExpSpace, isTokenAt } from "./token.ts";
 
 /** One element of a comma-separated header value: `text.slice(start, end)`. */
@@ -295,6 +296,9 @@ export class ParamList implements ReadonlyMap<string, string> {
     return this.#map ??= parseParams(this.#text);
   }
 }
+
+// The map of a ParamList that has been read (see core/keep_shape.ts).
+keepShapeOf(new ParamList(";x", 0)).get("x");
 
 /** Offsets of each parameter with a name (see ParamList's `#ranges`), in one pass. */
 function paramRanges(text: string): number[] {

@@ -6,6 +6,7 @@
  */
 import { latin1Write } from "./latin1.ts";
 import { allocBytes } from "./bytes.ts";
+import { keepShapeOf } from "../keep_shape.ts";
 import type { SipHead } from "./head.ts";
 
 interface Edit {
@@ -70,6 +71,9 @@ export class MessageEdit {
     return out;
   }
 }
+
+// The map of an edit list with an edit in it (see core/keep_shape.ts).
+keepShapeOf(new MessageEdit(new Uint8Array(0)).insert(0, ""));
 
 /**
  * Copies `from[start, end)` to `to` at `at`. Short spans (most, between edits) by a loop: a

@@ -30,6 +30,7 @@ import {
   SP,
 } from "./head_bytes.ts";
 import { tokenEnd } from "./token.ts";
+import { keepShapeOf } from "../keep_shape.ts";
 
 /**
  * A complete message: `bytes` is the whole message; `bytes` and `head` (parsed from `bytes`
@@ -265,6 +266,9 @@ class StreamMessage implements MessageFrame {
     return this.#head ??= parseHead(latin1Decode(this.bytes, 0, this.bodyStart));
   }
 }
+
+// The map of a framed message (see core/keep_shape.ts).
+keepShapeOf(new StreamMessage(new Uint8Array(0), 0, undefined));
 
 /** Whether the message at `pos` is a response (starts with `SIP/`, as parseHead decides). */
 export function isResponseAt(data: Uint8Array, pos: number): boolean {
