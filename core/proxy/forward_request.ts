@@ -16,6 +16,7 @@ import {
   type SipHead,
 } from "../sip/head.ts";
 import {
+  firstCommaValue,
   isNameAddr,
   paramSpan,
   parseCSeq,
@@ -62,12 +63,14 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
   const problem = checkRequiredHeaders(head);
   if (problem !== undefined) return refuse(host, source, head, 400, problem);
   const viaField = findHeader(head, "via")!; // checkRequiredHeaders: there is one
-  const topViaRange = splitCommaValues(head.text, viaField.valueStart, viaField.valueEnd, 1)[0];
+  const topViaRange = firstCommaValue(head.text, viaField.valueStart, viaField.valueEnd);
   const topViaText = topViaRange === undefined
     ? ""
     : head.text.slice(topViaRange.start, topViaRange.end);
   const topVia = parseVia(topViaText);
-  if (topVia === undefined) return refuse(host, source, head, 400, "Malformed Via header");
+  if (topVia === undefined || topViaRange === undefined) {
+    return refuse(host, source, head, 400, "Malformed Via header");
+  }
   // The ACK for a final response sipedge made itself (a failure it answered): it ends there.
   if (isAck && tagOf(getValue(head, "to"))?.startsWith(LOCAL_TAG_PREFIX)) {
     return host.count("acks_absorbed");

@@ -5,7 +5,7 @@
  * @module
  */
 import { findHeader, type SipHead } from "../sip/head.ts";
-import { parseVia, splitCommaValues } from "../sip/header_values.ts";
+import { firstCommaValue, parseVia, splitCommaValues } from "../sip/header_values.ts";
 import { addContentLength, MessageEdit } from "../sip/message_edit.ts";
 import type { ProxyHost } from "./proxy_host.ts";
 import { getLogger } from "@logtape/logtape";
@@ -51,7 +51,7 @@ export function forwardResponse(host: ProxyHost, response: IncomingResponse, loc
     edit.remove(viaField.start, viaField.end);
     for (const field of head.headers) {
       if (field.name !== "via" || field === viaField) continue;
-      const next = splitCommaValues(head.text, field.valueStart, field.valueEnd, 1)[0];
+      const next = firstCommaValue(head.text, field.valueStart, field.valueEnd);
       if (next !== undefined) nextText = head.text.slice(next.start, next.end);
       break;
     }

@@ -28,11 +28,8 @@ export function splitCommaValues(
   const comma = text.indexOf(",", start);
   if (comma < 0 || comma >= end) {
     // The common case, one value: no scan for quotes and brackets needed.
-    let s = start;
-    let e = end;
-    while (s < e && isSpace(text.charCodeAt(s))) s++;
-    while (e > s && isSpace(text.charCodeAt(e - 1))) e--;
-    if (e > s) out.push({ start: s, end: e });
+    const only = trimmedRange(text, start, end);
+    if (only !== undefined) out.push(only);
     return out;
   }
   let elementStart = start;
@@ -58,6 +55,23 @@ export function splitCommaValues(
     }
   }
   return out;
+}
+
+/**
+ * The first element of `text[start, end)` as {@link splitCommaValues} gives it, without an array:
+ * a request's top Via, on every request.
+ */
+export function firstCommaValue(text: string, start: number, end: number): ValueRange | undefined {
+  const comma = text.indexOf(",", start);
+  if (comma >= 0 && comma < end) return splitCommaValues(text, start, end, 1)[0];
+  return trimmedRange(text, start, end);
+}
+
+/** `text[start, end)` without white space around it; undefined when nothing is left. */
+function trimmedRange(text: string, start: number, end: number): ValueRange | undefined {
+  while (start < end && isSpace(text.charCodeAt(start))) start++;
+  while (end > start && isSpace(text.charCodeAt(end - 1))) end--;
+  return end > start ? { start, end } : undefined;
 }
 
 /** Parses `;name=value;flag` parameters; names lower case, a flag maps to `""`. */

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  firstCommaValue,
   ParamList,
   parseCSeq,
   parseNameAddr,
@@ -70,6 +71,22 @@ Deno.test("splitCommaValues property: joining plain tokens round-trips", () => {
         assert.deepEqual(values(xs.join(sep)), xs);
       },
     ),
+  );
+});
+
+Deno.test("firstCommaValue is splitCommaValues' first element (property)", () => {
+  const part = fc.constantFrom(",", " ", "\t", '"', "\\", "<", ">", "a", "sip:x", ";b=1");
+  fc.assert(
+    fc.property(fc.array(part, { maxLength: 10 }), (parts) => {
+      const text = `x:${parts.join("")}!`;
+      const end = text.length - 1;
+      assert.deepEqual(
+        firstCommaValue(text, 2, end),
+        splitCommaValues(text, 2, end)[0],
+        JSON.stringify(text),
+      );
+    }),
+    { numRuns: 5000 },
   );
 });
 
