@@ -69,7 +69,7 @@
 #         sipload uas answers on the connection the request came on; it is not a SIP proxy.
 #
 # sipedge runs as `deno task start` runs it (the runtime flags of SIPEDGE_RUN in
-# scripts/bench_lib.sh: --unstable-net -A --v8-flags=--optimize-for-size) with `--workers
+# scripts/bench_lib.sh: --unstable-net -A --v8-flags=--max-semi-space-size=1) with `--workers
 # WORKERS` set in a generated config: a tcp and a tls listener (certificate generated here, ECDSA
 # P-256, used by both proxies), the control API (for /metrics), static_router default_route to
 # the UAS, timeouts (idle_timeout 600 s), limits raised above IDLE_CONNS, blacklist.

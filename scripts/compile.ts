@@ -41,7 +41,7 @@ export const RUNTIME_FLAGS: readonly string[] = [
   "--allow-read",
   "--allow-env",
   "--allow-ffi",
-  "--v8-flags=--optimize-for-size",
+  "--v8-flags=--max-semi-space-size=1",
 ];
 
 /** Default output. */

@@ -1,9 +1,11 @@
 /**
- * The hot path keeps its optimized code across garbage collections (core/keep_shape.ts): under
- * `--optimize-for-size` every major collection frees the maps of classes with no object alive,
- * and V8 deoptimizes the code compiled against them ("embedded weak objects cleared"). The probe
- * (tests/support/shape_probe.ts) runs the request path hot, then forces collections; a class of
- * its own that is not kept must be deoptimized by them (the control), sipedge's must not be.
+ * The hot path keeps its optimized code across garbage collections (core/keep_shape.ts): a
+ * collection that reduces memory frees the maps of classes with no object alive, and V8
+ * deoptimizes the code compiled against them ("embedded weak objects cleared"). The probe
+ * (tests/support/shape_probe.ts) runs the request path hot, then forces collections under
+ * `--optimize-for-size`, where every one reduces memory (sipedge's own flags leave that to V8's
+ * memory reducer, which is not predictable enough for a test); a class of its own that is not kept
+ * must be deoptimized by them (the control), sipedge's must not be.
  * @module
  */
 import assert from "node:assert/strict";

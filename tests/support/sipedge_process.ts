@@ -137,7 +137,7 @@ export async function startSipedge(options: StartSipedgeOptions = {}): Promise<S
     "run",
     "--unstable-net",
     "-A",
-    "--v8-flags=--optimize-for-size",
+    "--v8-flags=--max-semi-space-size=1",
     `${REPO_ROOT}/main.ts`,
     ...(options.args ?? []),
   ];
