@@ -9,33 +9,12 @@ import { forwardRequest } from "../core/proxy/forward_request.ts";
 import { forwardResponse } from "../core/proxy/forward_response.ts";
 import { findOwnVia, ownViaPrefix, withoutOwnVia } from "../core/proxy/own_via_response.ts";
 import { ownViaSentBy } from "../core/proxy/forward_request.ts";
-import type { MessageSource, ProxyHost } from "../core/proxy/proxy_host.ts";
-import { parseDestination } from "../core/transport/destination.ts";
 import { OPTIONS_REQUEST, OPTIONS_RESPONSE } from "./hot_path_messages.ts";
+import { HOT_PATH_SOURCE, hotPathHost } from "./hot_path_host.ts";
 
-let sent = 0;
-const destination = parseDestination("sip:127.0.0.1:5070;transport=tcp");
-const host: ProxyHost = {
-  routers: [{ route: () => ({ destination }) }],
-  flows: { register: "outbound", record_route: true },
-  checkFlowToken: () => ({ ok: false, why: "invalid" }),
-  datagramMtu: () => undefined,
-  isLocal: (h, p) => h === "127.0.0.1" && (p === 5060 || p === 0),
-  advertised: () => ({ host: "127.0.0.1", port: 5060 }),
-  viaName: () => "TCP",
-  transportForVia: () => "tcp",
-  sendTo: (_d, bytes) => void (sent += bytes.length),
-  sendOnConnection: (_id, bytes) => void (sent += bytes.length),
-  count: () => {},
-};
-const source: MessageSource = {
-  connectionId: 256,
-  transport: "tcp",
-  hostname: "127.0.0.1",
-  port: 40000,
-  reply: () => true,
-  flowToken: () => undefined,
-};
+const sent = { bytes: 0 };
+const host = hotPathHost(sent);
+const source = HOT_PATH_SOURCE;
 const framer = new StreamFramer({ maxMessageSize: 65535 });
 
 Deno.bench("frame + forward request", () => {

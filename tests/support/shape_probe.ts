@@ -9,33 +9,12 @@
  */
 import { StreamFramer } from "../../core/sip/stream_framer.ts";
 import { forwardRequest } from "../../core/proxy/forward_request.ts";
-import type { MessageSource, ProxyHost } from "../../core/proxy/proxy_host.ts";
-import { parseDestination } from "../../core/transport/destination.ts";
 import { OPTIONS_REQUEST } from "../../scripts/hot_path_messages.ts";
+import { HOT_PATH_SOURCE, hotPathHost } from "../../scripts/hot_path_host.ts";
 
-const destination = parseDestination("sip:127.0.0.1:5070;transport=tcp");
-let sent = 0;
-const host: ProxyHost = {
-  routers: [{ route: () => ({ destination }) }],
-  flows: { register: "outbound", record_route: true },
-  checkFlowToken: () => ({ ok: false, why: "invalid" }),
-  datagramMtu: () => undefined,
-  isLocal: (h, p) => h === "127.0.0.1" && (p === 5060 || p === 0),
-  advertised: () => ({ host: "127.0.0.1", port: 5060 }),
-  viaName: () => "TCP",
-  transportForVia: () => "tcp",
-  sendTo: (_d, bytes) => void (sent += bytes.length),
-  sendOnConnection: (_id, bytes) => void (sent += bytes.length),
-  count: () => {},
-};
-const source: MessageSource = {
-  connectionId: 256,
-  transport: "tcp",
-  hostname: "127.0.0.1",
-  port: 40000,
-  reply: () => true,
-  flowToken: () => undefined,
-};
+const sent = { bytes: 0 };
+const host = hotPathHost(sent);
+const source = HOT_PATH_SOURCE;
 
 /** The control: a per-call object of a class nobody keeps. */
 class Unkept {
@@ -75,4 +54,4 @@ for (let round = 0; round < 3; round++) {
   gc();
   run(20_000);
 }
-console.log(`PROBE DONE sent=${sent} control=${control}`);
+console.log(`PROBE DONE sent=${sent.bytes} control=${control}`);
