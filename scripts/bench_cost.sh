@@ -7,7 +7,7 @@
 #   sipload (uac / idle, tcp or tls) ---> PROXY (tcp + tls listeners) --tcp--> sipload uas
 #            <--------------- 200 OK routed back by Via ---------------
 #
-# Steps (--only picks some; all four by default, in this order):
+# Steps (--only picks some; all five by default, in this order):
 #
 #  rest   sipedge and Kamailio started side by side, no traffic; REST_SECONDS after all are
 #         ready: sipedge's VmRSS / VmHWM, PSS, anonymous vs file-backed memory (status RssAnon /
@@ -67,6 +67,13 @@
 #         wake-ups): the runtime's floor. sipedge − relay = what sipedge's own code costs per tx
 #         (parsing, routing, Via, its worker plumbing), per round. The relay works only because
 #         sipload uas answers on the connection the request came on; it is not a SIP proxy.
+#  closed saturation, closed loop (the issue's "the closed-loop lead is kept"): `sipload uac
+#         --conns C --depth D` (C connections, D transactions outstanding on each, a new one sent
+#         as soon as one is answered) for each shape CxD of CLOSED_SHAPES, CLOSED_SECONDS per run,
+#         over each transport of CLOSED_TRANSPORTS, through the cpu step's proxies (CPU_PROXIES),
+#         CLOSED_ROUNDS interleaved rounds as in the cpu step, after a CLOSED_WARMUP s warm-up per
+#         proxy and transport. Throughput (answered tx/s), CPU per 1k tx and p50/p99; ratios per
+#         round. The load tools share the machine's cores with the proxy, as in every step.
 #
 # sipedge runs as `deno task start` runs it (the runtime flags of SIPEDGE_RUN in
 # scripts/bench_lib.sh: --unstable-net -A --v8-flags=--max-semi-space-size=1) with `--workers
@@ -85,11 +92,12 @@
 #
 # Usage: scripts/bench_cost.sh [--only STEPS] [--quick] [--help]     (`deno task bench-cost`)
 #
-#   --only STEPS    comma- or space-separated steps: rest,idle,churn,cpu (default: all)
+#   --only STEPS    comma- or space-separated steps: rest,idle,churn,cpu,closed (default: all)
 #   --quick         a smoke check: smaller N and shorter steps (REST_SECONDS=10, IDLE_CONNS=500,
 #                   CHURN_HANDSHAKES=1500, CHURN_AFTER="10", CPU_RATES="2000 10000",
-#                   CPU_SECONDS=3, CPU_WARMUP=1, CPU_ROUNDS=1); variables set in the
-#                   environment still win
+#                   CPU_SECONDS=3, CPU_WARMUP=1, CPU_ROUNDS=1, CLOSED_TRANSPORTS=tcp,
+#                   CLOSED_SHAPES=10x32, CLOSED_SECONDS=3, CLOSED_WARMUP=1, CLOSED_ROUNDS=1);
+#                   variables set in the environment still win
 #
 # Environment (all optional):
 #   WORKERS=2                       sipedge --workers (in its config); Kamailio children/tcp_children
@@ -119,6 +127,11 @@
 #                                   the relay ("sipedge kamailio relay"); kamailio is skipped
 #                                   when it is not installed
 #   CPU_ROUNDS=3                    cpu: rounds of all the proxies per transport and rate
+#   CLOSED_TRANSPORTS="tcp tls"     closed: transports
+#   CLOSED_SHAPES="1x32 10x32"      closed: CONNSxDEPTH, one run each
+#   CLOSED_SECONDS=10               closed: seconds per run
+#   CLOSED_WARMUP=3                 closed: unmeasured warm-up per proxy and transport (first shape)
+#   CLOSED_ROUNDS=3                 closed: rounds of all the proxies per transport and shape
 #   SIPEDGE_CMD='...'               sipedge start command, run from the repo root; {config} is
 #                                   replaced by the generated config file. Default: deno
 #                                   $SIPEDGE_RUN main.ts --config {config}
@@ -139,18 +152,19 @@ ENV_GIVEN=""
 for var in WORKERS PROXIES REST_SECONDS IDLE_TRANSPORTS IDLE_CONNS IDLE_SETTLE \
   IDLE_TCP_CONCURRENCY IDLE_TLS_CONCURRENCY IDLE_BARE CHURN_ROUNDS CHURN_HANDSHAKES \
   CHURN_CONCURRENCY CHURN_RATE CHURN_AFTER CHURN_LOG_LEVEL CPU_TRANSPORTS CPU_RATES CPU_CONNS \
-  CPU_SECONDS CPU_WARMUP CPU_PROXIES CPU_ROUNDS SIPEDGE_CMD KAMAILIO_MEM KAMAILIO_SHM_MB; do
+  CPU_SECONDS CPU_WARMUP CPU_PROXIES CPU_ROUNDS CLOSED_TRANSPORTS CLOSED_SHAPES CLOSED_SECONDS \
+  CLOSED_WARMUP CLOSED_ROUNDS SIPEDGE_CMD KAMAILIO_MEM KAMAILIO_SHM_MB; do
   [ -z "${!var+x}" ] || ENV_GIVEN+="$var=\"${!var}\" "
 done
 
-STEPS="rest idle churn cpu"
+STEPS="rest idle churn cpu closed"
 QUICK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --quick) QUICK=1 ;;
     --only)
-      [ $# -ge 2 ] || { echo "bench_cost.sh: --only needs a list of steps (rest,idle,churn,cpu)" >&2; exit 2; }
+      [ $# -ge 2 ] || { echo "bench_cost.sh: --only needs a list of steps (rest,idle,churn,cpu,closed)" >&2; exit 2; }
       STEPS="${2//,/ }"
       shift
       ;;
@@ -160,8 +174,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 for step in $STEPS; do
-  case "$step" in rest | idle | churn | cpu) ;; *)
-    echo "bench_cost.sh: unknown step '$step' (rest, idle, churn, cpu)" >&2
+  case "$step" in rest | idle | churn | cpu | closed) ;; *)
+    echo "bench_cost.sh: unknown step '$step' (rest, idle, churn, cpu, closed)" >&2
     exit 2
     ;;
   esac
@@ -193,10 +207,19 @@ default CPU_CONNS 10 10
 default CPU_SECONDS 10 3
 default CPU_WARMUP 4 1
 default CPU_ROUNDS 3 1
+default CLOSED_TRANSPORTS "tcp tls" tcp
+default CLOSED_SHAPES "1x32 10x32" 10x32
+default CLOSED_SECONDS 10 3
+default CLOSED_WARMUP 3 1
+default CLOSED_ROUNDS 3 1
 # The cpu step's proxies: those of PROXIES and the relay (the runtime's floor).
 [ -n "${CPU_PROXIES+x}" ] || CPU_PROXIES="$PROXIES$([[ " $PROXIES " == *" relay "* ]] || echo " relay")"
 # shellcheck disable=SC2153 # set by default() above
 [[ "$CPU_ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench_cost.sh: CPU_ROUNDS must be a positive integer, not '$CPU_ROUNDS'" >&2; exit 2; }
+[[ "$CLOSED_ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench_cost.sh: CLOSED_ROUNDS must be a positive integer, not '$CLOSED_ROUNDS'" >&2; exit 2; }
+for shape in $CLOSED_SHAPES; do
+  [[ "$shape" =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "bench_cost.sh: CLOSED_SHAPES: CONNSxDEPTH (e.g. 10x32), not '$shape'" >&2; exit 2; }
+done
 default KAMAILIO_MEM tlsf tlsf
 default KAMAILIO_SHM_MB 2048 2048
 
@@ -460,13 +483,13 @@ CPU_ACTIVE=()
 for proxy in $PROXIES; do
   if [ "$proxy" != relay ] && proxy_available "$proxy"; then ACTIVE+=("$proxy"); fi
 done
-if in_list cpu "$STEPS"; then
+if in_list cpu "$STEPS" || in_list closed "$STEPS"; then
   for proxy in $CPU_PROXIES; do
     if proxy_available "$proxy" && ! in_list "$proxy" "${CPU_ACTIVE[*]:-}"; then CPU_ACTIVE+=("$proxy"); fi
   done
-  [ "${#CPU_ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark in the cpu step (CPU_PROXIES=\"$CPU_PROXIES\")"
+  [ "${#CPU_ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark in the cpu and closed steps (CPU_PROXIES=\"$CPU_PROXIES\")"
 fi
-if [ -n "$(tr -d ' ' <<<"${STEPS//cpu/}")" ]; then
+if [ -n "$(sed 's/closed//g; s/cpu//g; s/ //g' <<<"$STEPS")" ]; then
   [ "${#ACTIVE[@]}" -gt 0 ] || die "no proxy to benchmark (PROXIES=\"$PROXIES\")"
 fi
 UAS_FOR=()
@@ -637,43 +660,51 @@ churn_step() {
   stop_proxy sipedge
 }
 
-# --- cpu -------------------------------------------------------------------------------------
-CPU=() # proxy tr rate sent ok failed delivered p50 p99 cpu_s cpu_pct ms_per_1k uac% uas% other% load note round
+# --- cpu and closed ---------------------------------------------------------------------------
+CPU=()    # proxy tr rate sent ok failed delivered p50 p99 cpu_s cpu_pct ms_per_1k uac% uas% other% load note round
+CLOSED=() # the same, with CONNSxDEPTH in place of the rate
 RECORD=1
 CPU_ROUND=0 # the round of the run (0: warm-up)
-cpu_run() { # PROXY TRANSPORT RATE SECONDS
-  local proxy=$1 tr=$2 rate=$3 secs=$4 port tls=() out line note="-"
-  out="$WORK/cpu_${proxy}_${tr}_${rate}_$RANDOM.out"
+# One load run through PROXY: LOAD is a rate (open loop, CPU_CONNS connections: the cpu step) or
+# CONNSxDEPTH (closed loop: the closed step). The row goes to CPU or CLOSED.
+cpu_run() { # PROXY TRANSPORT LOAD SECONDS
+  local proxy=$1 tr=$2 load=$3 secs=$4 port tls=() out line note="-" shape=() what
+  out="$WORK/cpu_${proxy}_${tr}_${load}_$RANDOM.out"
   if [ "$tr" = tls ]; then port=${TLS_PORT[$proxy]} tls=(--tls --connect-concurrency 1); else port=${TCP_PORT[$proxy]}; fi
+  if [[ "$load" == *x* ]]; then
+    shape=(--conns "${load%x*}" --depth "${load#*x}") what="closed loop $load"
+  else
+    shape=(--conns "$CPU_CONNS" --rate "$load") what="$load/s"
+  fi
   sample "$proxy" 0
   timeout --kill-after=5 $((secs + 40)) "$SIPLOAD" uac --proxy "127.0.0.1:$port" "${tls[@]}" \
-    --conns "$CPU_CONNS" --rate "$rate" --duration "$secs" --method OPTIONS \
+    "${shape[@]}" --duration "$secs" --method OPTIONS \
     --ruri "sip:uas@127.0.0.1:${UAS_PORT[$proxy]}" --timeout-ms 5000 >"$out" 2>&1 </dev/null || true
   sleep 0.2
   sample "$proxy" 1
   line="$(grep '^SIPLOAD mode=uac' "$out" | tail -1 || true)"
-  [ -n "$line" ] || { note=no-result; log "sipload gave no result ($proxy $tr $rate/s): $(tail -3 "$out" | tr '\n' ' ')"; }
+  [ -n "$line" ] || { note=no-result; log "sipload gave no result ($proxy $tr $what): $(tail -3 "$out" | tr '\n' ' ')"; }
   if proxy_crashed "$proxy"; then
     note=CRASHED
-    NOTES+=("$proxy crashed during the cpu $tr step at $rate/s: $(grep -aE "$CRASH_LINES" "$(proxy_log "$proxy")" | head -3 | cut -c1-160 | tr '\n' '|')")
+    NOTES+=("$proxy crashed during the $tr run at $what: $(grep -aE "$CRASH_LINES" "$(proxy_log "$proxy")" | head -3 | cut -c1-160 | tr '\n' '|')")
   fi
   local row ok cpu
   ok="$(kv "$line" ok)"
   cpu="$(step_cpu "$ok" 1000 %.1f)"
-  # proxy tr rate sent ok failed delivered p50 p99, then step_cpu but its ALL_%, then load note round
-  row="$(awk -v proxy="$proxy" -v tr="$tr" -v rate="$rate" -v sent="$(kv "$line" sent)" \
+  # proxy tr load sent ok failed delivered p50 p99, then step_cpu but its ALL_%, then load note round
+  row="$(awk -v proxy="$proxy" -v tr="$tr" -v rate="$load" -v sent="$(kv "$line" sent)" \
     -v ok="$ok" -v failed="$(kv "$line" failed)" -v delivered="$(kv "$line" rate)" \
     -v p50="$(kv "$line" p50_us)" -v p99="$(kv "$line" p99_us)" -v cpu="${cpu% *}" \
     -v load="$(cut -d' ' -f1 /proc/loadavg)" -v note="$note" -v round="$CPU_ROUND" 'BEGIN {
       if (failed == "") failed = 1
-      printf "%s %s %d %d %d %d %.1f %d %d %s %s %s %d", proxy, tr, rate, sent, ok, failed, delivered,
+      printf "%s %s %s %d %d %d %.1f %d %d %s %s %s %d", proxy, tr, rate, sent, ok, failed, delivered,
         p50, p99, cpu, load, note, round
     }')"
   if [ "$RECORD" = 1 ]; then
-    CPU+=("$row")
-    log "$(awk '{ printf "cpu round %d %-8s %s %6d/s: ok %d failed %d delivered %.1f/s, p50 %d µs p99 %d µs, proxy CPU %.2f s (%.1f %%) = %.1f ms per 1k tx; UAC %.0f %%, UAS %.0f %%, other %.0f %%", $18, $1, $2, $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 }' <<<"$row")"
+    if [[ "$load" == *x* ]]; then CLOSED+=("$row"); else CPU+=("$row"); fi
+    log "$(awk -v what="$what" '{ printf "round %d %-8s %s %s: ok %d failed %d delivered %.1f/s, p50 %d µs p99 %d µs, proxy CPU %.2f s (%.1f %%) = %.1f ms per 1k tx; UAC %.0f %%, UAS %.0f %%, other %.0f %%", $18, $1, $2, what, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 }' <<<"$row")"
   else
-    log "$(awk '{ printf "cpu warm-up %-8s %s %d/s: ok %d failed %d", $1, $2, $3, $5, $6 }' <<<"$row")"
+    log "$(awk -v what="$what" '{ printf "warm-up %-8s %s %s: ok %d failed %d", $1, $2, what, $5, $6 }' <<<"$row")"
   fi
 }
 
@@ -716,6 +747,36 @@ cpu_step() {
   for proxy in "${CPU_ACTIVE[@]}"; do stop_proxy "$proxy"; done
 }
 
+# Per transport: a warm-up of each proxy (the first shape), then per shape CLOSED_ROUNDS rounds of
+# all the proxies, the order rotated each round, as in the cpu step.
+closed_step() {
+  local tr shape proxy round i n=${#CPU_ACTIVE[@]} first
+  for proxy in "${CPU_ACTIVE[@]}"; do "start_$proxy"; done
+  for tr in $CLOSED_TRANSPORTS; do
+    case "$tr" in tcp | tls) ;; *) die "CLOSED_TRANSPORTS may hold tcp and tls, not '$tr'" ;; esac
+    if [ "$CLOSED_WARMUP" -gt 0 ]; then
+      RECORD=0 CPU_ROUND=0 first="${CLOSED_SHAPES%% *}"
+      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "$first" "$CLOSED_WARMUP"; done
+      RECORD=1
+    fi
+    for shape in $CLOSED_SHAPES; do
+      for round in $(seq "$CLOSED_ROUNDS"); do
+        for i in $(seq 0 $((n - 1))); do
+          proxy="${CPU_ACTIVE[$(((i + round - 1) % n))]}"
+          if proxy_crashed "$proxy"; then
+            stop_proxy "$proxy"
+            "start_$proxy"
+          fi
+          CPU_ROUND=$round
+          cpu_run "$proxy" "$tr" "$shape" "$CLOSED_SECONDS"
+          sleep 1
+        done
+      done
+    done
+  done
+  for proxy in "${CPU_ACTIVE[@]}"; do stop_proxy "$proxy"; done
+}
+
 # ---------------------------------------------------------------------------------------------
 # Run
 
@@ -736,11 +797,13 @@ for proxy in "${UAS_FOR[@]}"; do stop_pid "${UAS_PID[$proxy]}"; done
 DATE_END="$(date -u '+%H:%M:%S UTC')"
 [ "$(tree_state)" = "$TREE_START" ] ||
   NOTES+=("core/, plugins/ or main.ts changed in the working tree during the run: the sipedge processes started at different times may have run different code")
-# CPU steps where other work on the machine took a large share (their ratio is less certain).
-for row in "${CPU[@]}"; do
+# cpu and closed runs where other work on the machine took a large share (their ratio is less
+# certain).
+for row in "${CPU[@]}" "${CLOSED[@]}"; do
+  [ -n "$row" ] || continue
   read -r p tr rate _ _ _ _ _ _ _ _ _ _ _ other _ _ round _ <<<"$row"
   if awk -v o="$other" 'BEGIN { exit !(o >= 25) }'; then
-    NOTES+=("cpu $tr $rate/s, $p, round $round: other processes used $other % of a core during the step (a shared machine): this step's figures are less certain")
+    NOTES+=("$([[ "$rate" == *x* ]] && echo "closed $tr $rate" || echo "cpu $tr $rate/s"), $p, round $round: other processes used $other % of a core during the step (a shared machine): this step's figures are less certain")
   fi
 done
 LOAD_END="$(loadavg)"
@@ -775,8 +838,8 @@ report() {
     echo "- **bare runtime (rest step):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode rest" \
       "--workers $WORKERS\`: a main thread and $WORKERS Web Workers, a 250 ms timer each, nothing else"
   fi
-  if [ "${#CPU[@]}" -gt 0 ] && in_list relay "${CPU_ACTIVE[*]}"; then
-    echo "- **relay (cpu step):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay\`," \
+  if [ "$((${#CPU[@]} + ${#CLOSED[@]}))" -gt 0 ] && in_list relay "${CPU_ACTIVE[*]}"; then
+    echo "- **relay (cpu and closed steps):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay\`," \
       "workers = $WORKERS, tcp + tls listeners: bytes copied to one upstream connection per client" \
       "connection, no SIP parsing (the runtime's floor)"
   fi
@@ -1021,6 +1084,71 @@ report() {
     echo "| proxy | transport | rate | round | sent | ok | failed | delivered /s | p50 µs | p99 µs | proxy CPU s | proxy CPU % | ms / 1k tx | UAC % | UAS % | other % | load | note |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     printf '%s\n' "${CPU[@]}" | awk '{ printf "| %s | %s | %d | %d | %d | %d | %d | %.1f | %d | %d | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
+      $1, $2, $3, $18, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 }'
+    echo
+  fi
+  if [ "${#CLOSED[@]}" -gt 0 ]; then
+    echo "## 5. Saturation: closed loop ($CLOSED_SECONDS s per run, $CLOSED_ROUNDS round(s))"
+    echo
+    echo "\`sipload uac --conns C --depth D\` (CxD: C connections, D transactions outstanding on each,"
+    echo "the next sent as soon as one is answered): the most each proxy delivers on this machine,"
+    echo "with the load tools on the same $(nproc) cores. tx/s = answered transactions per second; CPU ="
+    echo "the proxy's, per 1,000 transactions. Each proxy had a $CLOSED_WARMUP s warm-up per transport"
+    echo "before the first shape. Medians over the rounds; ratios computed per round (the proxies of a"
+    echo "round ran seconds apart), then their median (min–max)."
+    echo
+    echo "| transport | C×D | sipedge tx/s | Kamailio tx/s | relay tx/s | **sipedge / Kamailio tx/s** | sipedge CPU ms / 1k tx | Kamailio CPU ms / 1k tx | **sipedge / Kamailio CPU per tx** | sipedge p50 / p99 µs | Kamailio p50 / p99 µs | failed (sipedge / Kamailio / relay) |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+    printf '%s\n' "${CLOSED[@]}" | awk '
+      function stats(list,   a, i, j, t) {
+        N = split(list, a, " ")
+        for (i = 2; i <= N; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        if (N == 0) return 0
+        MIN = a[1] + 0; MAX = a[N] + 0
+        MED = (N % 2 ? a[(N + 1) / 2] + 0 : (a[N / 2] + a[N / 2 + 1]) / 2)
+        return N
+      }
+      function median(list, fmt) { return stats(list) ? sprintf(fmt, MED) : "-" }
+      function spread(list, fmt, bold) {
+        if (!stats(list)) return "-"
+        return sprintf(bold ? "**" fmt "**" : fmt, MED) (N > 1 ? sprintf(" (" fmt "–" fmt ")", MIN, MAX) : "")
+      }
+      function add(arr, key, v) { arr[key] = (key in arr ? arr[key] " " : "") v }
+      { k = $2 " " $3; keys[k] = 1; tr[k] = $2; sh[k] = $3
+        fl[k, $1] += $6; ran[k, $1] = 1
+        if ($17 == "-" && $5 > 0) {
+          add(tps, k SUBSEP $1, $7); add(per, k SUBSEP $1, $12); add(p50, k SUBSEP $1, $8); add(p99, k SUBSEP $1, $9)
+          T[k, $1, $18] = $7; C[k, $1, $18] = $12; rounds[k, $18] = 1
+        } }
+      END { for (k in keys) {
+        rt = ""; rc = ""
+        for (kr in rounds) {
+          split(kr, x, SUBSEP); if (x[1] != k) continue; r = x[2]
+          if (((k, "sipedge", r) in T) && ((k, "kamailio", r) in T) && T[k, "kamailio", r] > 0 && C[k, "kamailio", r] > 0) {
+            rt = rt " " T[k, "sipedge", r] / T[k, "kamailio", r]
+            rc = rc " " C[k, "sipedge", r] / C[k, "kamailio", r]
+          }
+        }
+        split(sh[k], cd, "x")
+        line = sprintf("%s %06d %06d| %s | %s", tr[k], cd[1], cd[2], tr[k], cd[1] " × " cd[2])
+        split("sipedge kamailio relay", P, " ")
+        for (i = 1; i <= 3; i++) line = line " | " median(tps[k, P[i]], "%.0f")
+        line = line " | " spread(rt, "%.2f", 1)
+        for (i = 1; i <= 2; i++) line = line " | " median(per[k, P[i]], "%.1f")
+        line = line " | " spread(rc, "%.2f", 1)
+        for (i = 1; i <= 2; i++)
+          line = line " | " (stats(p50[k, P[i]]) ? median(p50[k, P[i]], "%.0f") " / " median(p99[k, P[i]], "%.0f") : "-")
+        line = line " | "
+        for (i = 1; i <= 3; i++) line = line (i > 1 ? " / " : "") (ran[k, P[i]] ? fl[k, P[i]] : "-")
+        print line " |"
+      } }' |
+      sort | sed 's/^[^|]*|/|/'
+    echo
+    echo "Each run in full, in the order they ran:"
+    echo
+    echo "| proxy | transport | C×D | round | sent | ok | failed | tx/s | p50 µs | p99 µs | proxy CPU s | proxy CPU % | ms / 1k tx | UAC % | UAS % | other % | load | note |"
+    echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    printf '%s\n' "${CLOSED[@]}" | awk '{ printf "| %s | %s | %s | %d | %d | %d | %d | %.1f | %d | %d | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
       $1, $2, $3, $18, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 }'
     echo
   fi
