@@ -4,7 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { type BlacklistChange, ConnectionManager } from "./connection_manager.ts";
+import { configure, reset } from "@logtape/logtape";
+import {
+  type BlacklistChange,
+  ConnectionManager,
+  DROP_LOG_INTERVAL_MS,
+} from "./connection_manager.ts";
 import { MAX_WORKERS } from "./connection_directory.ts";
 import type { EffectivePolicy } from "./connection_manager.ts";
 import type { FailHandler } from "./connection.ts";
@@ -705,6 +710,62 @@ Deno.test("ConnectionManager: queue limits", async (t) => {
     assert.equal(socket.taken.length, 5 + 1024);
     assert.equal(s.shared.queuedBytes, 0);
   });
+
+  await t.step(
+    'on_queue_full "drop": one log line a second per connection, every drop counted',
+    async () => {
+      using clock = new FakeClock();
+      const lines: string[] = [];
+      await configure({
+        reset: true,
+        sinks: { test: (record) => lines.push(record.message.map(String).join("")) },
+        loggers: [{ category: ["sipedge", "transport"], lowestLevel: "info", sinks: ["test"] }],
+      });
+      try {
+        const s = setup({ limits: { conn_wq_max: 1024, on_queue_full: "drop" } });
+        s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
+        const socket = s.transport.connects[0].resolve();
+        await tick();
+        socket.complete(1); // the kernel takes 1 byte: async mode
+        await tick();
+        const id = s.manager.list()[0].id;
+        s.manager.sendTo(D1, new Uint8Array(1024), s.onFail("q1"));
+        const drop = (n: number) => {
+          for (let i = 0; i < n; i++) s.manager.sendTo(D1, new Uint8Array(1), s.onFail("over"));
+        };
+        const dropLines = () => lines.filter((l) => l.includes("queue_full"));
+        const first = `send failure queue_full to ${KEY1} on connection ${id}: message dropped`;
+
+        drop(6); // the first at once, the other 5 counted
+        assert.deepEqual(dropLines(), [first]);
+        s.manager.sweep(clock.advance(500));
+        assert.equal(dropLines().length, 1, "not before the interval");
+        s.manager.sweep(clock.advance(DROP_LOG_INTERVAL_MS - 500));
+        assert.deepEqual(dropLines().slice(1), [
+          `send failure queue_full to ${KEY1} on connection ${id}: 5 more messages dropped in the last ${DROP_LOG_INTERVAL_MS} ms`,
+        ]);
+        // A quiet interval forgets the connection: its next drop is logged at once again.
+        s.manager.sweep(clock.advance(DROP_LOG_INTERVAL_MS));
+        assert.equal(dropLines().length, 2);
+        drop(3);
+        assert.deepEqual(dropLines().slice(2), [first]);
+        // Counted drops are logged when the connection closes.
+        s.manager.get(id)!.close("test");
+        await tick();
+        assert.deepEqual(dropLines().slice(3), [
+          `send failure queue_full to ${KEY1} on connection ${id}: 2 more messages dropped in the last 0 ms`,
+        ]);
+        // Every drop was counted and reported to its sender and the listeners.
+        assert.equal(s.counters.values.queue_full, 9);
+        assert.equal(s.failures.filter((f) => f === "over:queue_full").length, 9);
+        assert.equal(s.events.filter((e) => e.reason === "queue_full").length, 9);
+        s.manager.sweep(clock.advance(DROP_LOG_INTERVAL_MS));
+        assert.equal(dropLines().length, 4, "nothing left to log");
+      } finally {
+        await reset();
+      }
+    },
+  );
 
   await t.step("queue_full on sendOn / reply is reported (no handler)", async () => {
     using _clock = new FakeClock();
