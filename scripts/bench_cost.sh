@@ -813,6 +813,25 @@ LOAD_END="$(loadavg)"
 
 field() { cut -d'|' -f"$2" <<<"$1" | sed 's/^ *//; s/ *$//'; } # LINE N (|-separated, trimmed)
 
+# awk functions the cpu and closed tables share. stats(LIST): LIST = numbers separated by spaces;
+# sets N, MED, MIN, MAX. median / spread format them ("-" for none); add appends to a list.
+AWK_STATS='
+  function stats(list,   a, i, j, t) {
+    N = split(list, a, " ")
+    for (i = 2; i <= N; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    if (N == 0) return 0
+    MIN = a[1] + 0; MAX = a[N] + 0
+    MED = (N % 2 ? a[(N + 1) / 2] + 0 : (a[N / 2] + a[N / 2 + 1]) / 2)
+    return N
+  }
+  function median(list, fmt) { return stats(list) ? sprintf(fmt, MED) : "-" }
+  function spread(list, fmt, bold) {
+    if (!stats(list)) return "-"
+    return sprintf(bold ? "**" fmt "**" : fmt, MED) (N > 1 ? sprintf(" (" fmt "–" fmt ")", MIN, MAX) : "")
+  }
+  function add(arr, key, v) { arr[key] = (key in arr ? arr[key] " " : "") v }
+'
+
 report() {
   local commit dirty
   commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -1033,22 +1052,7 @@ report() {
     echo
     echo "| transport | rate tx/s | sipedge CPU ms / 1k tx | Kamailio CPU ms / 1k tx | relay CPU ms / 1k tx | **sipedge / Kamailio** | relay / Kamailio | sipedge − relay, ms / 1k tx | sipedge p50 / p99 µs | Kamailio p50 / p99 µs | relay p50 / p99 µs | failed (sipedge / Kamailio / relay) |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"
-    printf '%s\n' "${CPU[@]}" | awk '
-      # LIST: numbers separated by spaces. Sets N, MED, MIN, MAX.
-      function stats(list,   a, i, j, t) {
-        N = split(list, a, " ")
-        for (i = 2; i <= N; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-        if (N == 0) return 0
-        MIN = a[1] + 0; MAX = a[N] + 0
-        MED = (N % 2 ? a[(N + 1) / 2] + 0 : (a[N / 2] + a[N / 2 + 1]) / 2)
-        return N
-      }
-      function median(list, fmt) { return stats(list) ? sprintf(fmt, MED) : "-" }
-      function spread(list, fmt, bold) {
-        if (!stats(list)) return "-"
-        return sprintf(bold ? "**" fmt "**" : fmt, MED) (N > 1 ? sprintf(" (" fmt "–" fmt ")", MIN, MAX) : "")
-      }
-      function add(arr, key, v) { arr[key] = (key in arr ? arr[key] " " : "") v }
+    printf '%s\n' "${CPU[@]}" | awk "$AWK_STATS"'
       { k = $2 " " $3; keys[k] = 1; tr[k] = $2; rt[k] = $3
         fl[k, $1] += $6; ran[k, $1] = 1
         if ($17 == "-" && $5 > 0) {
@@ -1099,21 +1103,7 @@ report() {
     echo
     echo "| transport | C×D | sipedge tx/s | Kamailio tx/s | relay tx/s | **sipedge / Kamailio tx/s** | sipedge CPU ms / 1k tx | Kamailio CPU ms / 1k tx | **sipedge / Kamailio CPU per tx** | sipedge p50 / p99 µs | Kamailio p50 / p99 µs | failed (sipedge / Kamailio / relay) |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
-    printf '%s\n' "${CLOSED[@]}" | awk '
-      function stats(list,   a, i, j, t) {
-        N = split(list, a, " ")
-        for (i = 2; i <= N; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-        if (N == 0) return 0
-        MIN = a[1] + 0; MAX = a[N] + 0
-        MED = (N % 2 ? a[(N + 1) / 2] + 0 : (a[N / 2] + a[N / 2 + 1]) / 2)
-        return N
-      }
-      function median(list, fmt) { return stats(list) ? sprintf(fmt, MED) : "-" }
-      function spread(list, fmt, bold) {
-        if (!stats(list)) return "-"
-        return sprintf(bold ? "**" fmt "**" : fmt, MED) (N > 1 ? sprintf(" (" fmt "–" fmt ")", MIN, MAX) : "")
-      }
-      function add(arr, key, v) { arr[key] = (key in arr ? arr[key] " " : "") v }
+    printf '%s\n' "${CLOSED[@]}" | awk "$AWK_STATS"'
       { k = $2 " " $3; keys[k] = 1; tr[k] = $2; sh[k] = $3
         fl[k, $1] += $6; ran[k, $1] = 1
         if ($17 == "-" && $5 > 0) {

@@ -653,16 +653,24 @@ Deno.test("ConnectionManager: sweep", async (t) => {
   });
 });
 
+/**
+ * Sends "first" to D1 and lets the kernel take one byte of it: the connection is in async mode,
+ * the rest of its write pending. Returns its socket and id.
+ */
+async function inAsyncMode(s: ReturnType<typeof setup>) {
+  s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
+  const socket = s.transport.connects[0].resolve();
+  await tick(); // "first" in flight
+  socket.complete(1); // the kernel takes 1 byte: async mode
+  await tick(); // the rest pending
+  return { socket, id: s.manager.list()[0].id };
+}
+
 Deno.test("ConnectionManager: queue limits", async (t) => {
   await t.step('on_queue_full "close": the connection fails with queue_full', async () => {
     using _clock = new FakeClock();
     const s = setup({ limits: { conn_wq_max: 1024, on_queue_full: "close" }, blacklist: {} });
-    s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
-    const socket = s.transport.connects[0].resolve();
-    await tick(); // "first" in flight
-    socket.complete(1); // the kernel takes 1 byte: async mode
-    await tick(); // the rest pending
-    const id = s.manager.list()[0].id;
+    const { socket, id } = await inAsyncMode(s);
     s.manager.sendTo(D1, new Uint8Array(1000), s.onFail("q1"));
     s.manager.sendTo(D1, new Uint8Array(24), s.onFail("q2"));
     s.manager.sendTo(D1, new Uint8Array(1), s.onFail("over"));
@@ -683,12 +691,7 @@ Deno.test("ConnectionManager: queue limits", async (t) => {
   await t.step('on_queue_full "drop": only the message fails', async () => {
     using _clock = new FakeClock();
     const s = setup({ limits: { conn_wq_max: 1024, on_queue_full: "drop" }, blacklist: {} });
-    s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
-    const socket = s.transport.connects[0].resolve();
-    await tick();
-    socket.complete(1); // the kernel takes 1 byte: async mode
-    await tick();
-    const id = s.manager.list()[0].id;
+    const { socket, id } = await inAsyncMode(s);
     s.manager.sendTo(D1, new Uint8Array(1024), s.onFail("q1"));
     s.manager.sendTo(D1, new Uint8Array(1), s.onFail("over"));
     assert.deepEqual(s.failures, ["over:queue_full"]);
@@ -723,12 +726,7 @@ Deno.test("ConnectionManager: queue limits", async (t) => {
       });
       try {
         const s = setup({ limits: { conn_wq_max: 1024, on_queue_full: "drop" } });
-        s.manager.sendTo(D1, bytes("first"), s.onFail("first"));
-        const socket = s.transport.connects[0].resolve();
-        await tick();
-        socket.complete(1); // the kernel takes 1 byte: async mode
-        await tick();
-        const id = s.manager.list()[0].id;
+        const { id } = await inAsyncMode(s);
         s.manager.sendTo(D1, new Uint8Array(1024), s.onFail("q1"));
         const drop = (n: number) => {
           for (let i = 0; i < n; i++) s.manager.sendTo(D1, new Uint8Array(1), s.onFail("over"));
