@@ -715,22 +715,24 @@ highest() {
   echo "$max"
 }
 
-# Per transport: a warm-up of each proxy (at the highest rate), then per rate CPU_ROUNDS rounds of all the proxies, the
-# order rotated by one each round (A B C, B C A, C A B), so that no proxy always goes first and
-# the proxies of a round are measured seconds apart (their ratio is taken per round).
-cpu_step() {
-  local tr rate proxy round i n=${#CPU_ACTIVE[@]}
+# Runs every proxy of CPU_ACTIVE under each load of LOADS (rates or CxD shapes, see cpu_run), per
+# transport of TRANSPORTS: first an unmeasured warm-up of each proxy under WARMUP_LOAD (none when
+# WARMUP_SECONDS is 0), then per load ROUNDS rounds of all the proxies, the order rotated by one
+# each round (A B C, B C A, C A B), so that no proxy always goes first and the proxies of a round
+# are measured seconds apart (their ratio is taken per round).
+load_rounds() { # STEP TRANSPORTS WARMUP_LOAD WARMUP_SECONDS LOADS ROUNDS SECONDS
+  local step=$1 transports=$2 warm_load=$3 warm_secs=$4 loads=$5 rounds=$6 secs=$7
+  local tr load proxy round i n=${#CPU_ACTIVE[@]}
   for proxy in "${CPU_ACTIVE[@]}"; do "start_$proxy"; done
-  for tr in $CPU_TRANSPORTS; do
-    case "$tr" in tcp | tls) ;; *) die "CPU_TRANSPORTS may hold tcp and tls, not '$tr'" ;; esac
-    if [ "$CPU_WARMUP" -gt 0 ]; then
+  for tr in $transports; do
+    case "$tr" in tcp | tls) ;; *) die "the $step step's transports may be tcp and tls, not '$tr'" ;; esac
+    if [ "$warm_secs" -gt 0 ]; then
       RECORD=0 CPU_ROUND=0
-      # shellcheck disable=SC2086 # the rates, one word each
-      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "$(highest $CPU_RATES)" "$CPU_WARMUP"; done
+      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "$warm_load" "$warm_secs"; done
       RECORD=1
     fi
-    for rate in $CPU_RATES; do
-      for round in $(seq "$CPU_ROUNDS"); do
+    for load in $loads; do
+      for round in $(seq "$rounds"); do
         for i in $(seq 0 $((n - 1))); do
           proxy="${CPU_ACTIVE[$(((i + round - 1) % n))]}"
           if proxy_crashed "$proxy"; then
@@ -738,7 +740,7 @@ cpu_step() {
             "start_$proxy"
           fi
           CPU_ROUND=$round
-          cpu_run "$proxy" "$tr" "$rate" "$CPU_SECONDS"
+          cpu_run "$proxy" "$tr" "$load" "$secs"
           sleep 1
         done
       done
@@ -747,34 +749,17 @@ cpu_step() {
   for proxy in "${CPU_ACTIVE[@]}"; do stop_proxy "$proxy"; done
 }
 
-# Per transport: a warm-up of each proxy (the first shape), then per shape CLOSED_ROUNDS rounds of
-# all the proxies, the order rotated each round, as in the cpu step.
+# Open loop: the warm-up at the highest rate of CPU_RATES.
+cpu_step() {
+  # shellcheck disable=SC2086 # the rates, one word each
+  load_rounds cpu "$CPU_TRANSPORTS" "$(highest $CPU_RATES)" "$CPU_WARMUP" "$CPU_RATES" \
+    "$CPU_ROUNDS" "$CPU_SECONDS"
+}
+
+# Closed loop: the warm-up with the first shape of CLOSED_SHAPES.
 closed_step() {
-  local tr shape proxy round i n=${#CPU_ACTIVE[@]} first
-  for proxy in "${CPU_ACTIVE[@]}"; do "start_$proxy"; done
-  for tr in $CLOSED_TRANSPORTS; do
-    case "$tr" in tcp | tls) ;; *) die "CLOSED_TRANSPORTS may hold tcp and tls, not '$tr'" ;; esac
-    if [ "$CLOSED_WARMUP" -gt 0 ]; then
-      RECORD=0 CPU_ROUND=0 first="${CLOSED_SHAPES%% *}"
-      for proxy in "${CPU_ACTIVE[@]}"; do cpu_run "$proxy" "$tr" "$first" "$CLOSED_WARMUP"; done
-      RECORD=1
-    fi
-    for shape in $CLOSED_SHAPES; do
-      for round in $(seq "$CLOSED_ROUNDS"); do
-        for i in $(seq 0 $((n - 1))); do
-          proxy="${CPU_ACTIVE[$(((i + round - 1) % n))]}"
-          if proxy_crashed "$proxy"; then
-            stop_proxy "$proxy"
-            "start_$proxy"
-          fi
-          CPU_ROUND=$round
-          cpu_run "$proxy" "$tr" "$shape" "$CLOSED_SECONDS"
-          sleep 1
-        done
-      done
-    done
-  done
-  for proxy in "${CPU_ACTIVE[@]}"; do stop_proxy "$proxy"; done
+  load_rounds closed "$CLOSED_TRANSPORTS" "${CLOSED_SHAPES%% *}" "$CLOSED_WARMUP" \
+    "$CLOSED_SHAPES" "$CLOSED_ROUNDS" "$CLOSED_SECONDS"
 }
 
 # ---------------------------------------------------------------------------------------------
