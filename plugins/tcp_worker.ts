@@ -19,6 +19,8 @@ import type { TcpConfig } from "./tcp.ts";
 /** Reads that fit the small buffer before a connection gives the large one back. */
 const SHRINK_AFTER = 16;
 
+const EMPTY = new Uint8Array(0);
+
 class TcpSocket implements StreamSocket {
   readonly localAddr: SocketAddress;
   readonly remoteAddr: SocketAddress;
@@ -26,6 +28,11 @@ class TcpSocket implements StreamSocket {
   /** Read buffer sizes: while reads fit, and while they fill it. */
   #small: number;
   #large: number;
+  #buffer: Uint8Array = EMPTY;
+  /** Reads in a row that fit the small buffer while the large one is in use. */
+  #fitting = 0;
+  #onData: ((chunk: Uint8Array) => void) | undefined;
+  #onClose: ((error?: Error) => void) | undefined;
   #closed = false;
 
   constructor(conn: Deno.TcpConn, settings: TcpConfig) {
@@ -40,42 +47,60 @@ class TcpSocket implements StreamSocket {
   }
 
   start(onData: (chunk: Uint8Array) => void, onClose: (error?: Error) => void): void {
-    // The loop resolves with nothing (a close without error) or rejects with the read error.
-    this.#readLoop(onData).then(onClose, onClose);
+    this.#onData = onData;
+    this.#onClose = onClose;
+    this.#buffer = new Uint8Array(this.#small);
+    this.#read();
   }
 
-  async #readLoop(onData: (chunk: Uint8Array) => void): Promise<undefined> {
-    // One buffer per connection, not one per worker: every connection keeps a read pending, and
-    // the runtime fills a pending read's buffer when its data arrives, possibly for several
-    // connections before any of their continuations run — a shared buffer would be overwritten.
-    // The buffer is zero-filled, so all of it is committed memory (measured: a 16 KB buffer is
-    // 12 KB more per idle connection than a 4 KB one). So a connection reads into a small buffer
-    // and takes the large one only while reads fill it (a busy trunk), and goes back to the
-    // small one after a run of reads that fit: idle clients cost little, busy peers still read
-    // in large gulps.
-    const small = this.#small;
-    const large = this.#large;
-    let buffer = new Uint8Array(small);
-    let fitting = 0;
+  // The read loop is a chain of callbacks, not an async function: a suspended async function
+  // keeps its generator, register file, await closures and result promise for as long as the
+  // connection is idle (measured: ≈300 B more per idle connection, heap snapshots).
+  //
+  // One buffer per connection, not one per worker: every connection keeps a read pending, and
+  // the runtime fills a pending read's buffer when its data arrives, possibly for several
+  // connections before any of their continuations run — a shared buffer would be overwritten.
+  // The buffer is zero-filled, so all of it is committed memory (measured: a 16 KB buffer is
+  // 12 KB more per idle connection than a 4 KB one). So a connection reads into a small buffer
+  // and takes the large one only while reads fill it (a busy trunk), and goes back to the
+  // small one after a run of reads that fit: idle clients cost little, busy peers still read
+  // in large gulps.
+  #read(): void {
+    this.#conn.read(this.#buffer).then(this.#onRead, this.#onReadError);
+  }
+
+  #onRead = (n: number | null): void => {
+    if (n === null) return this.#end(undefined);
+    const buffer = this.#buffer;
     try {
-      while (true) {
-        const n = await this.#conn.read(buffer);
-        if (n === null) return;
-        onData(buffer.subarray(0, n));
-        if (n === buffer.length && buffer.length < large) {
-          buffer = new Uint8Array(large);
-          fitting = 0;
-        } else if (buffer.length > small && n <= small && ++fitting >= SHRINK_AFTER) {
-          buffer = new Uint8Array(small);
-          fitting = 0;
-        }
-      }
+      this.#onData!(buffer.subarray(0, n));
     } catch (error) {
-      if (this.#closed) return;
-      throw error;
-    } finally {
-      this.close();
+      return this.#end(error as Error);
     }
+    if (this.#closed) return this.#end(undefined);
+    if (n === buffer.length && buffer.length < this.#large) {
+      this.#buffer = new Uint8Array(this.#large);
+      this.#fitting = 0;
+    } else if (buffer.length > this.#small && n <= this.#small && ++this.#fitting >= SHRINK_AFTER) {
+      this.#buffer = new Uint8Array(this.#small);
+      this.#fitting = 0;
+    }
+    this.#read();
+  };
+
+  #onReadError = (error: Error): void => {
+    // A read that fails because we closed the socket is a close, not an error.
+    this.#end(this.#closed ? undefined : error);
+  };
+
+  /** Ends reading: closes the socket and reports it, once. */
+  #end(error: Error | undefined): void {
+    this.close();
+    const onClose = this.#onClose;
+    if (onClose === undefined) return;
+    this.#onClose = undefined;
+    this.#onData = undefined;
+    onClose(error);
   }
 
   write(data: Uint8Array): Promise<number> {
