@@ -16,7 +16,7 @@ import {
 } from "./plugin/worker_plugins.ts";
 import { failureListenerOf, tagPlugin } from "./plugin/owners.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
-import { SharedCounters } from "./policy/shared_counters.ts";
+import { heartbeatInterval, SharedCounters } from "./policy/shared_counters.ts";
 import type { BanChange, BanEntry } from "./policy/ban_table.ts";
 import { ALLOWED, FloodGuard } from "./policy/flood_guard.ts";
 import { createSourceTableBuffer, MIN_SOURCES, SourceTable } from "./policy/source_table.ts";
@@ -92,9 +92,6 @@ export interface WorkerEngineOptions {
   onFlooded?: (entry: BanEntry) => void;
 }
 
-/** How often the event loop marks progress (the supervisor's hang detection watches it). */
-export const HEARTBEAT_INTERVAL_MS = 250;
-
 /** A listener this worker runs (or, for a datagram listener worker 0 owns, knows of). */
 interface ListenerEntry {
   /** `transport|host|port`: the host as configured, the port as bound. */
@@ -169,11 +166,11 @@ export class WorkerEngine implements ProxyHost {
   #local = new Set<string>();
   #localHostsAnyPort = new Set<string>();
   #connections: ConnectionManager | undefined;
-  #sweep: ReturnType<typeof setInterval> | undefined;
+  /** The heartbeat and the connections' sweep (#startTicking). */
+  #tick: ReturnType<typeof setInterval> | undefined;
   #pending: PendingReload | undefined;
   #handoff: HandoffChannel | undefined;
   #shared: SharedCounters | undefined;
-  #heartbeat: ReturnType<typeof setInterval> | undefined;
   #flowTokens: FlowTokens | undefined;
   #flood: FloodGuard;
   /** The instance and key used when the config carries no flow secrets (tests, one worker). */
@@ -334,10 +331,6 @@ export class WorkerEngine implements ProxyHost {
         });
       }
       this.#shared = new SharedCounters(this.#options.shared, this.workerId);
-      this.#heartbeat = setInterval(() => {
-        this.#shared!.beat();
-        this.#handoff?.prune();
-      }, HEARTBEAT_INTERVAL_MS);
       this.#connections = new ConnectionManager({
         workerId: this.workerId,
         transports: this.#transports,
@@ -398,12 +391,30 @@ export class WorkerEngine implements ProxyHost {
       if (colon > alias.lastIndexOf("]")) this.#local.add(normalizeHost(alias));
       else this.#localHostsAnyPort.add(normalizeHost(alias));
     }
-    clearInterval(this.#sweep);
-    this.#sweep = setInterval(
-      () => this.#connections!.sweep(Date.now()),
-      sweepInterval(derived.policy),
-    );
+    this.#startTicking(sweepInterval(derived.policy), config.sipedge.worker_hang_timeout);
     this.#config = config;
+  }
+
+  /**
+   * One timer for the worker's periodic work: the heartbeat the supervisor watches (and the
+   * hand-off bookkeeping) every {@link heartbeatInterval}, the connections' timeouts every
+   * `sweepEvery` ms. One wake-up serves both when their periods meet (the defaults: 1 s each),
+   * instead of a timer each.
+   */
+  #startTicking(sweepEvery: number, hangTimeoutMs: number): void {
+    clearInterval(this.#tick);
+    const period = Math.min(sweepEvery, heartbeatInterval(hangTimeoutMs));
+    let sweptAt = Date.now();
+    this.#tick = setInterval(() => {
+      this.#shared!.beat();
+      this.#handoff?.prune();
+      const now = Date.now();
+      // Half a period of slack: a timer that fires a millisecond early must not skip a sweep.
+      if (now - sweptAt >= sweepEvery - period / 2) {
+        sweptAt = now;
+        this.#connections!.sweep(now);
+      }
+    }, period);
   }
 
   /** Drops a prepared reload: what it opened or created is closed; nothing else changes. */
@@ -420,8 +431,7 @@ export class WorkerEngine implements ProxyHost {
     await this.abortReload();
     for (const l of this.#listeners) closeEntry(l);
     this.#listeners = [];
-    clearInterval(this.#sweep);
-    clearInterval(this.#heartbeat);
+    clearInterval(this.#tick);
     await this.#connections?.stop(timeoutMs);
     this.#handoff?.close();
     await closeAll(this.#plugins);

@@ -21,7 +21,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { ResolvedConfig } from "./config/load.ts";
 import type { BlacklistEntry } from "./policy/blacklist_table.ts";
-import type { SharedCounters } from "./policy/shared_counters.ts";
+import { heartbeatInterval, type SharedCounters } from "./policy/shared_counters.ts";
 import type { BanEntry } from "./policy/ban_table.ts";
 import type { SourceTable } from "./policy/source_table.ts";
 import type { ConnectionDirectory } from "./transport/connection_directory.ts";
@@ -38,8 +38,6 @@ export const RESTART_REASONS: readonly RestartReason[] = ["hang", "exit", "crash
 const STABLE_MS = 60_000;
 const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 60_000;
-/** How often heartbeats are checked. */
-const CHECK_INTERVAL_MS = 250;
 /**
  * How long a terminated worker's thread may take to end before it counts as stuck: a long loop
  * that ends by itself releases the thread, and only one that does not may stop sipedge. At
@@ -117,7 +115,7 @@ export class WorkerPool {
     number,
     { worker: Worker; resolve: (m: FromWorker) => void; reject: (e: Error) => void }
   >();
-  #check: ReturnType<typeof setInterval> | undefined;
+  #check: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
   #restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<
     RestartReason,
@@ -168,7 +166,7 @@ export class WorkerPool {
    */
   async start(id: number, config: ResolvedConfig): Promise<BoundListener[]> {
     const listeners = await this.#start(this.#slots[id], config);
-    this.#check ??= setInterval(() => this.#checkHeartbeats(), CHECK_INTERVAL_MS);
+    if (this.#check === undefined) this.#scheduleCheck();
     return listeners;
   }
 
@@ -208,7 +206,7 @@ export class WorkerPool {
   /** Stops every worker: queued data gets up to `timeoutMs` to go out. */
   async stop(timeoutMs: number): Promise<void> {
     this.#stopping = true;
-    clearInterval(this.#check);
+    clearTimeout(this.#check);
     await Promise.all(this.#slots.map(async (slot) => {
       clearTimeout(slot.timer);
       const worker = slot.worker;
@@ -288,6 +286,16 @@ export class WorkerPool {
       peer.worker.postMessage({ type: "peer_up", worker: slot.id, port: peer.port }, [peer.port]);
     }
     return reply.listeners;
+  }
+
+  /** Looks at the heartbeats at the period the hang timeout in force asks for (reloadable). */
+  #scheduleCheck(): void {
+    const period = heartbeatInterval(this.#options.config().sipedge.worker_hang_timeout);
+    this.#check = setTimeout(() => {
+      if (this.#stopping) return;
+      this.#checkHeartbeats();
+      this.#scheduleCheck();
+    }, period);
   }
 
   #checkHeartbeats(): void {

@@ -78,7 +78,9 @@ export const sipedgeSection = z.strictObject({
   worker_hang_timeout: durationSchema.refine((ms) => ms >= 1000, "at least 1s").default(5000)
     .describe(
       "A reader worker whose event loop makes no progress this long is replaced (its " +
-        "connections are lost; new connections go to its replacement).",
+        "connections are lost; new connections go to its replacement). Progress is marked and " +
+        "checked every fifth of it (between 100 ms and 1 s), so a hang is seen within it plus " +
+        "two such periods.",
     ),
   on_stuck_worker: z.enum(["exit", "keep"]).default("exit").describe(
     "When a hung worker's thread cannot be stopped (JavaScript that never yields: Deno cannot " +

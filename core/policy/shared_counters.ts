@@ -53,7 +53,10 @@ export class SharedCounters {
     }
   }
 
-  /** Marks progress of this worker's event loop (the supervisor watches it). */
+  /**
+   * Marks progress of this worker's event loop (the supervisor watches it), every
+   * {@link heartbeatInterval}.
+   */
   beat(): void {
     if (this.#row !== undefined) Atomics.add(this.#cells, this.#row + HEARTBEAT, 1);
   }
@@ -147,4 +150,16 @@ function bucketOf(ip: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < ip.length; i++) h = Math.imul(h ^ ip.charCodeAt(i), 0x01000193);
   return (h >>> 0) & (IP_BUCKETS - 1);
+}
+
+/**
+ * How often a worker beats and the supervisor looks: a fifth of `worker_hang_timeout`, between
+ * 100 ms and 1 s. A hang is seen between the timeout and the timeout plus two periods after the
+ * last beat. Why not faster: each beat and each look wakes a thread, and at rest those wake-ups
+ * are most of what sipedge costs (250 ms for both was 4 wake-ups a second per thread, with the
+ * default timeout of 5 s one is enough).
+ */
+export function heartbeatInterval(hangTimeoutMs: number): number {
+  if (!(hangTimeoutMs > 0)) return 1000; // never a zero-delay timer from a missing setting
+  return Math.max(100, Math.min(1000, Math.floor(hangTimeoutMs / 5)));
 }

@@ -6,7 +6,12 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { createSharedBuffer, MAX_TRANSPORTS, SharedCounters } from "./shared_counters.ts";
+import {
+  createSharedBuffer,
+  heartbeatInterval,
+  MAX_TRANSPORTS,
+  SharedCounters,
+} from "./shared_counters.ts";
 
 Deno.test("SharedCounters: queued bytes", async (t) => {
   await t.step("a fresh buffer is all zero", () => {
@@ -261,5 +266,20 @@ Deno.test("SharedCounters: across workers, successful reservations never exceed 
   } finally {
     for (const w of workers) w.terminate();
     URL.revokeObjectURL(url);
+  }
+});
+
+Deno.test("heartbeatInterval: a fifth of the hang timeout, between 100 ms and 1 s", () => {
+  assert.equal(heartbeatInterval(5000), 1000); // the default timeout: one wake-up a second
+  assert.equal(heartbeatInterval(60_000), 1000);
+  assert.equal(heartbeatInterval(2000), 400);
+  assert.equal(heartbeatInterval(1000), 200); // the shortest timeout the config accepts
+  assert.equal(heartbeatInterval(300), 100);
+  // A missing or broken setting must not become a zero-delay timer.
+  assert.equal(heartbeatInterval(Number.NaN), 1000);
+  assert.equal(heartbeatInterval(0), 1000);
+  // Seen within the timeout plus two periods: never more than 1.4 × the timeout.
+  for (const timeout of [1000, 1500, 5000, 7000, 60_000]) {
+    assert.ok(timeout + 2 * heartbeatInterval(timeout) <= 1.4 * timeout);
   }
 });
