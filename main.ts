@@ -1,5 +1,5 @@
 /**
- * sipedge command line: `sipedge [--config FILE] [--listen ADDR]… [--forward URI] …`.
+ * sipedge command line: `sipedge [--config FILE] [--listen ADDR]... [--forward URI] ...`.
  * Loads and validates the config, starts the supervisor and its reader workers, stops
  * gracefully on SIGTERM/SIGINT.
  * @module
@@ -15,7 +15,7 @@ import { runCtl } from "./core/ctl.ts";
 import { getLogger, type LogLevel } from "@logtape/logtape";
 
 async function main(args: string[]): Promise<number> {
-  // `sipedge ctl …`: the control API's command-line client (core/ctl.ts), not a proxy.
+  // `sipedge ctl ...`: the control API's command-line client (core/ctl.ts), not a proxy.
   if (args[0] === "ctl") return await runCtl(args.slice(1));
   let cli;
   try {

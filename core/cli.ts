@@ -41,7 +41,7 @@ Options:
   --version           print the version and exit
   --help              print this help and exit
 
-Control a running sipedge (status, connections, stats, blacklist, reload, …):
+Control a running sipedge (status, connections, stats, blacklist, reload, ...):
   sipedge ctl help
 `;
 

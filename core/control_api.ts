@@ -21,7 +21,7 @@
  * | GET /plugins/NAME            | what the plugin shows of itself (its `inspect`, else its config) |
  * | GET /tls/domains             | the tls plugin's view (server and client domains); 404 when tls is not enabled |
  *
- * `sipedge ctl` (core/ctl.ts) is the command-line client. Errors are `{"error": "…"}` with a
+ * `sipedge ctl` (core/ctl.ts) is the command-line client. Errors are `{"error": "..."}` with a
  * 4xx/5xx status.
  * @module
  */
@@ -342,7 +342,7 @@ function defaultExpire(supervisor: Supervisor): string {
   return `${supervisor.blacklistSettings?.expire ?? 60_000}ms`;
 }
 
-/** `tcp:10.0.0.5:5060` or `sip:10.0.0.5:5060;transport=tcp` → the blacklist key. */
+/** `tcp:10.0.0.5:5060` or `sip:10.0.0.5:5060;transport=tcp` -> the blacklist key. */
 function normalizeKey(text: string): string | undefined {
   if (/^sips?:/i.test(text)) {
     try {

@@ -1,6 +1,6 @@
 /**
  * `sipedge ctl`: the command-line client of the control API (core/control_api.ts), in the
- * spirit of Kamailio's kamcmd — plain aligned tables by default, the API's JSON with `--json`.
+ * spirit of Kamailio's kamcmd -- plain aligned tables by default, the API's JSON with `--json`.
  *
  * ```sh
  * sipedge ctl status
@@ -13,7 +13,7 @@
  * Where it connects: `--url`, else `[control] address` of `--config FILE` or of ./config.toml,
  * else 127.0.0.1:8060. The bearer token: `--token`, else `$SIPEDGE_CONTROL_TOKEN`, else the
  * config's `[control] token`. Exit status: 0 done, 1 the server reported a failure (reload
- * refused, no such entry, TLS not enabled, …), 2 usage error or no answer from the URL.
+ * refused, no such entry, TLS not enabled, ...), 2 usage error or no answer from the URL.
  * @module
  */
 import type { ConnectionInfo } from "./transport/connection_manager.ts";
@@ -285,7 +285,7 @@ async function resolveTarget(
   if (m[2] === "0") {
     throw new UsageError(
       `${path}: [control] address ${address} asks for any free port; pass --url with the ` +
-        'address sipedge printed ("sipedge control API: http://…")',
+        'address sipedge printed ("sipedge control API: http://...")',
     );
   }
   // A wildcard listen address is reached through loopback.
@@ -296,8 +296,8 @@ async function resolveTarget(
 /** The innermost useful message: fetch says "fetch failed" and puts the reason in `cause`. */
 function causeOf(error: Error): string {
   const cause = (error.cause as Error | undefined)?.message ?? error.message;
-  // "error sending request for url (…): client error (Connect): tcp connect error: Connection
-  // refused (os error 111)" → "Connection refused".
+  // "error sending request for url (...): client error (Connect): tcp connect error: Connection
+  // refused (os error 111)" -> "Connection refused".
   const last = cause.split(": ").pop()!.replace(/ \(os error [0-9]+\)$/, "");
   return last || cause;
 }

@@ -455,14 +455,14 @@ Deno.test("ctl reload: applied (0) with the changes, refused (1) with every erro
     json({
       ok: true,
       source: "config.toml",
-      changes: ["plugins.limits: changed", "log_level: info → debug"],
+      changes: ["plugins.limits: changed", "log_level: info -> debug"],
     })
   );
   assert.equal(await runCtl(["reload"], f.io), 0);
   assert.equal(f.seen[0].method, "POST");
   assert.equal(
     f.out(),
-    "reloaded config.toml: 2 change(s)\n  plugins.limits: changed\n  log_level: info → debug\n",
+    "reloaded config.toml: 2 change(s)\n  plugins.limits: changed\n  log_level: info -> debug\n",
   );
   f = fake(() => json({ ok: true, source: "config.toml", changes: [] }));
   assert.equal(await runCtl(["reload"], f.io), 0);

@@ -6,8 +6,8 @@
  * object left is freed by a garbage collection that reduces memory (V8 retains no maps then), and
  * every function compiled against it is deoptimized. Objects made per message (a request's edit
  * list, its Via parameters, a frame, a source) are all dead between messages, so each such
- * collection threw away the optimized hot path — `forwardRequest`, the framer, the Via parser,
- * the edit builder — and the worker ran it in lower tiers while V8 compiled it again. Under
+ * collection threw away the optimized hot path -- `forwardRequest`, the framer, the Via parser,
+ * the edit builder -- and the worker ran it in lower tiers while V8 compiled it again. Under
  * `--optimize-for-size`, which sipedge ran with until the fifth pass of issue 11, every major
  * collection reduces memory (measured: 62 such deoptimizations and 87 optimizing compiles in 30 s
  * at 10,000 tx/s; none with one instance of each class kept); with the present flags V8's memory

@@ -6,7 +6,7 @@
  * JSON object per line (JSON Lines) for log shippers:
  *
  * ```json
- * {"@timestamp":"2026-01-01T10:00:00.000Z","level":"WARN","logger":"sipedge.transport","message":"send failure send_timeout to tcp:10.0.0.5:5060 …","properties":{"reason":"send_timeout","destination":"tcp:10.0.0.5:5060"}}
+ * {"@timestamp":"2026-01-01T10:00:00.000Z","level":"WARN","logger":"sipedge.transport","message":"send failure send_timeout to tcp:10.0.0.5:5060 ...","properties":{"reason":"send_timeout","destination":"tcp:10.0.0.5:5060"}}
  * ```
  * @module
  */

@@ -1,12 +1,12 @@
 /**
  * Gives memory that the runtime freed back to the system. Native memory freed by Deno's TLS
- * stack stays in glibc's per-thread arenas (measured: RSS 122 → 649 MB over 48,000 TLS
+ * stack stays in glibc's per-thread arenas (measured: RSS 122 -> 649 MB over 48,000 TLS
  * handshakes, 506 MB still held when idle, 123 MB after `malloc_trim(0)`; the JavaScript heaps
  * return theirs by themselves). So the process calls glibc's `malloc_trim`, checked every
  * `intervalMs`: at once when RSS has grown by `growthBytes` since the last trim, and at most once
- * a minute while RSS stays above what it was at start — because what is left in the arenas
+ * a minute while RSS stays above what it was at start -- because what is left in the arenas
  * after churn does not show as growth once V8 has given its own pages back (measured: a trim
- * during the load, none after it, 36–48 MB left that a trim would have returned). A trim walks
+ * during the load, none after it, 36-48 MB left that a trim would have returned). A trim walks
  * the free memory of the arenas: milliseconds, not per message. Needs `--allow-ffi` and glibc;
  * without either it does nothing.
  * @module
@@ -52,7 +52,7 @@ export function startMemoryTrim(options: MemoryTrimOptions = {}): MemoryTrim | u
     lib.symbols.malloc_trim(0n);
     base = rss();
     trimmedAt = Date.now();
-    log.debug("malloc_trim: RSS {before} → {after} bytes", { before, after: base });
+    log.debug("malloc_trim: RSS {before} -> {after} bytes", { before, after: base });
     return { before, after: base };
   };
   const timer = setInterval(() => {

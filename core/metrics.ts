@@ -1,5 +1,5 @@
 /**
- * `/metrics`: the Prometheus text exposition format (version 0.0.4) — `# HELP` and `# TYPE`
+ * `/metrics`: the Prometheus text exposition format (version 0.0.4) -- `# HELP` and `# TYPE`
  * before each family's samples, names prefixed `sipedge_`, counters ending in `_total`, label
  * values escaped.
  *
@@ -13,13 +13,13 @@
  * | `sipedge_connections`                                    | gauge   | transport, direction, state |
  * | `sipedge_queued_bytes`, `sipedge_blacklist_entries`, `sipedge_bans` | gauge |                  |
  * | `sipedge_bans_total`                                     | counter | reason (flood, admin)       |
- * | `sipedge_requests_in_total`, `…_requests_forwarded_total`| counter | method                      |
- * | `sipedge_responses_in_total`, `…_responses_forwarded_total`, `…_local_replies_total` | counter | class |
+ * | `sipedge_requests_in_total`, `..._requests_forwarded_total`| counter | method                      |
+ * | `sipedge_responses_in_total`, `..._responses_forwarded_total`, `..._local_replies_total` | counter | class |
  * | `sipedge_send_failures_total`                            | counter | reason                      |
  * | `sipedge_<counter>_total` for the other counters         | counter |                             |
  * | `sipedge_reloads_total`                                  | counter | result (success, failure)   |
- * | `sipedge_worker_messages_in_total`, `…_out_total`, `…_connections`, `…_heap_used_bytes` | | worker |
- * | `sipedge_process_cpu_seconds_total`, `…_resident_memory_bytes`, … | | |
+ * | `sipedge_worker_messages_in_total`, `..._out_total`, `..._connections`, `..._heap_used_bytes` | | worker |
+ * | `sipedge_process_cpu_seconds_total`, `..._resident_memory_bytes`, ... | | |
  * @module
  */
 import { type PoolStatus, RESTART_REASONS } from "./worker_pool.ts";

@@ -130,7 +130,7 @@ const SIP_SLASH = key4(new TextEncoder().encode("SIP/"));
  * {@link METHOD_LABELS} for a request (methods are case-sensitive: `invite` is `other`),
  * `RESPONSE_KIND + class - 1` for a response, {@link NOT_SIP} for anything else. Runs for every
  * message in and out: four bytes compared as one number against 14 keys, then the method's
- * remaining bytes (8–35 ns measured here, against ≈ 6 µs of CPU per forwarded message).
+ * remaining bytes (8-35 ns measured here, against ~ 6 µs of CPU per forwarded message).
  */
 export function messageKind(bytes: Uint8Array): number {
   const n = bytes.length;

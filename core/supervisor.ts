@@ -1,7 +1,7 @@
 /**
- * The supervisor (main thread): starts the reader workers, owns what is global — the shared
+ * The supervisor (main thread): starts the reader workers, owns what is global -- the shared
  * counters buffer (queued bytes, connections), the authoritative destination blacklist (copied
- * to every worker) — gathers counters and connection lists for the control API, and stops the
+ * to every worker) -- gathers counters and connection lists for the control API, and stops the
  * workers. Worker 0 starts first so that listeners asked for on port 0 get a real port that
  * the other workers then share through SO_REUSEPORT.
  * @module
@@ -195,7 +195,7 @@ export class Supervisor {
         const listeners = await this.#pool.start(id, config);
         if (id === 0) {
           this.#listeners = listeners;
-          // Port 0 → the port worker 0 got, so every worker listens on the same one.
+          // Port 0 -> the port worker 0 got, so every worker listens on the same one.
           config = {
             ...config,
             listen: config.listen.map((l, i) => ({ ...l, port: listeners[i].port })),
@@ -215,8 +215,8 @@ export class Supervisor {
   }
 
   /**
-   * Reloads the config file (SIGHUP, `POST /reload`): parse → validate → build → swap in every
-   * worker → report. Never throws; a refused reload changes nothing.
+   * Reloads the config file (SIGHUP, `POST /reload`): parse -> validate -> build -> swap in every
+   * worker -> report. Never throws; a refused reload changes nothing.
    */
   reload(): Promise<ReloadReport> {
     return this.#serialize(() => this.#reload());
@@ -225,7 +225,7 @@ export class Supervisor {
   async #reload(): Promise<ReloadReport> {
     const source = this.#config.source;
     this.reloadStats.lastAt = Date.now();
-    // 1. parse, validate, build what the supervisor builds (plugins' prepare: certificates…)
+    // 1. parse, validate, build what the supervisor builds (plugins' prepare: certificates...)
     let configured: ResolvedConfig;
     try {
       configured = await loadConfig(this.#options.path, this.#options.overrides, {
@@ -548,7 +548,7 @@ export class Supervisor {
   }
 }
 
-/** `90s` → `1m30s`-like text for log lines (whole seconds, or ms under a second). */
+/** `90s` -> `1m30s`-like text for log lines (whole seconds, or ms under a second). */
 function formatMs(ms: number): string {
   if (ms < 1000) return `${ms}ms`;
   const s = Math.round(ms / 1000);

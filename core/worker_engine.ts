@@ -222,8 +222,8 @@ export class WorkerEngine implements ProxyHost {
   }
 
   /**
-   * Reload, phase one: builds everything `config` needs — plugin instances (kept, reloaded,
-   * replaced or added), listeners (new ones bound, not yet accepting) — without changing what
+   * Reload, phase one: builds everything `config` needs -- plugin instances (kept, reloaded,
+   * replaced or added), listeners (new ones bound, not yet accepting) -- without changing what
    * runs. Returns the listeners as they will be bound. Throws, having undone its work, when
    * anything fails.
    */
@@ -290,7 +290,7 @@ export class WorkerEngine implements ProxyHost {
   }
 
   /**
-   * Reload, phase two: puts the prepared build in force — plugin swaps, transports, routers,
+   * Reload, phase two: puts the prepared build in force -- plugin swaps, transports, routers,
    * policies (open connections get them from their next check), listeners (new ones start
    * accepting, removed ones stop; their connections stay open), local addresses. Synchronous,
    * so no message is handled half way between two configs.
@@ -724,7 +724,7 @@ export class WorkerEngine implements ProxyHost {
 
   /**
    * The source of a message read on a connection: made per request (an object without
-   * closures, dropped once the request is handled), not kept per connection — an idle
+   * closures, dropped once the request is handled), not kept per connection -- an idle
    * connection holds nothing for it.
    */
   #source(connection: Connection): MessageSource {

@@ -1,7 +1,7 @@
 /**
  * The `static_router` plugin: routes from config.toml. A route matches on the Request-URI's
  * domain (exact, or `*.example.com` for subdomains), user prefix and method; the first match
- * gives the destination. Otherwise `default_route`, if set — except for requests that come
+ * gives the destination. Otherwise `default_route`, if set -- except for requests that come
  * from the default route's own address (host and port: over the connection sipedge opened to
  * it, or from its listening port), which go by their Request-URI, so that an edge proxy in
  * front of one upstream also carries the upstream's requests out to clients. Otherwise the core

@@ -4,8 +4,8 @@
  *
  * One socket per UDP address in the whole process, in reader worker 0, which receives every
  * datagram; the other workers hand what they send over UDP to it (core/transport/handoff.ts).
- * Measured here (Deno 2.9.6): Deno's UDP sockets have no SO_REUSEPORT — `Deno.listenDatagram`
- * offers only `reuseAddress`, and node:dgram's `reusePort` behaves the same — and a second socket
+ * Measured here (Deno 2.9.6): Deno's UDP sockets have no SO_REUSEPORT -- `Deno.listenDatagram`
+ * offers only `reuseAddress`, and node:dgram's `reusePort` behaves the same -- and a second socket
  * bound to the same address with `reuseAddress` takes every datagram (100 of 100 to one socket
  * of two, in two workers), so binding the port in every worker would not spread the load; it
  * would silently starve all sockets but one. See docs/decisions.md.

@@ -30,7 +30,7 @@ export function describeChanges(
       const path = `${section}.${key}`;
       const what = SECRET.has(path)
         ? "changed"
-        : `${JSON.stringify(a[key])} → ${JSON.stringify(b[key])}`;
+        : `${JSON.stringify(a[key])} -> ${JSON.stringify(b[key])}`;
       lines.push(`${path}: ${what}${RESTART_ONLY.has(path) ? " (applies at the next start)" : ""}`);
     }
   }
@@ -66,7 +66,7 @@ export function describeChanges(
 }
 
 /**
- * Top-level keys whose values differ; for a list of named entries (`[{name, …}]`), the names
+ * Top-level keys whose values differ; for a list of named entries (`[{name, ...}]`), the names
  * of the entries that were added, removed or changed: `server_domains[main]`.
  */
 function changedKeys(before: unknown, after: unknown): string[] {

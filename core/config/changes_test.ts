@@ -40,10 +40,10 @@ Deno.test("describeChanges: one line per change, secrets not shown", () => {
     ],
   });
   assert.deepEqual(describeChanges(before, after), [
-    "sipedge.workers: 2 → 4 (applies at the next start)",
-    'sipedge.log_level: "info" → "debug"',
+    "sipedge.workers: 2 -> 4 (applies at the next start)",
+    'sipedge.log_level: "info" -> "debug"',
     "control.token: changed (applies at the next start)",
-    'flows.register: "outbound" → "all"',
+    'flows.register: "outbound" -> "all"',
     "flows.key: changed",
     "listen: added tls:[::1]:5061",
     "listen: removed tcp:127.0.0.1:5060 (its connections stay open)",

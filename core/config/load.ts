@@ -1,6 +1,6 @@
 /**
- * Loads config.toml: parse (smol-toml) → validate the core sections → load every enabled
- * plugin and validate its section with the plugin's schema → apply command-line overrides →
+ * Loads config.toml: parse (smol-toml) -> validate the core sections -> load every enabled
+ * plugin and validate its section with the plugin's schema -> apply command-line overrides ->
  * a {@link ResolvedConfig} that can be sent to workers as is. Every problem is collected and
  * reported at once as `FILE:LINE: KEY: what was expected`; nothing starts half-configured.
  * @module
@@ -278,7 +278,7 @@ export async function resolveConfig(
   return { source, sipedge, control, flows, listen, plugins };
 }
 
-/** Orders `source:LINE: …` messages by line (messages without a line first). */
+/** Orders `source:LINE: ...` messages by line (messages without a line first). */
 function sortByLine(errors: string[], source: string): string[] {
   const line = (e: string) => Number(/^:(\d+):/.exec(e.slice(source.length))?.[1] ?? 0);
   return errors.map((e, i) => ({ e, i })).sort((a, b) => line(a.e) - line(b.e) || a.i - b.i)

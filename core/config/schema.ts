@@ -15,7 +15,7 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 /** Longest duration: what JavaScript timers can wait (2^31 - 1 ms, about 24.8 days). */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
-/** A duration string (`500ms`, `10s`, `2m`, `1h`) → milliseconds (0 allowed). */
+/** A duration string (`500ms`, `10s`, `2m`, `1h`) -> milliseconds (0 allowed). */
 export const durationSchema = z.string().regex(DURATION, "a duration like 500ms, 10s or 2m")
   .transform((text) => {
     const m = DURATION.exec(text)!;

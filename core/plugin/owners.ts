@@ -9,7 +9,7 @@ import type { SendFailureEvent, WorkerPlugin } from "./types.ts";
 
 const owners = new WeakMap<object, string>();
 
-/** Records that `hook` (a router, …) belongs to plugin `name`; returns it unchanged. */
+/** Records that `hook` (a router, ...) belongs to plugin `name`; returns it unchanged. */
 export function tagPlugin<T extends object>(hook: T, name: string): T {
   owners.set(hook, name);
   return hook;
@@ -22,7 +22,7 @@ export function pluginOf(hook: object): string | undefined {
 
 /**
  * A plugin's `onSendFailure`, called on its instance; an exception comes out as an error whose
- * message names the plugin and the hook (`plugin NAME: onSendFailure() threw: …`), for the
+ * message names the plugin and the hook (`plugin NAME: onSendFailure() threw: ...`), for the
  * connection manager to log.
  */
 export function failureListenerOf(

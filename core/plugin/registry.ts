@@ -55,7 +55,7 @@ export const BUILTIN_WORKERS: Readonly<Record<string, WorkerLoader>> = {
 /** Built-in policy plugins that are always enabled (defaults apply without a table). */
 export const ALWAYS_ENABLED = ["timeouts", "limits"];
 
-/** Where a plugin comes from: a built-in name, or a module URL (`file:///…`). */
+/** Where a plugin comes from: a built-in name, or a module URL (`file:///...`). */
 export interface PluginSource {
   name: string;
   /** Module URL for user plugins; undefined for built-in plugins. */
@@ -79,7 +79,7 @@ export async function moduleVersion(moduleUrl: string): Promise<string | undefin
 }
 
 /**
- * The module a compiled binary lists its embedded user plugins in (name → loader), written and
+ * The module a compiled binary lists its embedded user plugins in (name -> loader), written and
  * embedded by `deno task compile --plugin FILE` (scripts/compile.ts). Only a compiled binary
  * reads it: from source, user plugins are imported by path.
  */

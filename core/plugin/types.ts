@@ -98,14 +98,14 @@ export interface WorkerPlugin<C = unknown> {
   policy?: PolicySettings;
   /**
    * Called for every failed send (connect refused or timed out, send timeout, queue full,
-   * blacklisted destination, …), after the core has reported it. A router can use it for
+   * blacklisted destination, ...), after the core has reported it. A router can use it for
    * failover. Runs on the worker's thread; keep it cheap.
    */
   onSendFailure?: (event: SendFailureEvent) => void;
   /**
    * Reload, phase one: build the state for a new config (same plugin, changed table) without
    * applying it, and return the function that applies it. sipedge calls that function in every
-   * worker once all of them have built theirs (it must not fail), or drops it when any failed —
+   * worker once all of them have built theirs (it must not fail), or drops it when any failed --
    * so a reload applies everywhere or nowhere. Open connections must keep working. Without
    * `reload`, a changed plugin is replaced by a new `worker()` instance and the old one closed.
    */

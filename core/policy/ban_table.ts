@@ -1,6 +1,6 @@
 /**
- * Banned sources (the flood guard's bans): entries keyed by source group — an IPv4 address, an
- * IPv6 prefix (`2001:db8:1:2::/64`) — each with a reason, the rate seen and an expiry, capped in
+ * Banned sources (the flood guard's bans): entries keyed by source group -- an IPv4 address, an
+ * IPv6 prefix (`2001:db8:1:2::/64`) -- each with a reason, the rate seen and an expiry, capped in
  * size (./expiring_table.ts). Shaped like the destination blacklist and kept apart from it: the
  * blacklist holds destinations sends must not go to, this table sources whose traffic is
  * dropped.

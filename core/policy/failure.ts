@@ -31,7 +31,7 @@ export type FailureReason =
 export interface FailureReply {
   status: 408 | 430 | 503;
   reason: string;
-  /** Text for `Reason: SIP;cause=…;text="…"`. */
+  /** Text for `Reason: SIP;cause=...;text="..."`. */
   text: string;
 }
 

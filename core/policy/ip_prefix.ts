@@ -114,7 +114,7 @@ export function contains(range: IpPrefix, ip: IpPrefix): boolean {
 }
 
 /**
- * Parses `ADDRESS` or `ADDRESS/LENGTH` (IPv4 length 0–32, IPv6 0–128) to a range; a string
+ * Parses `ADDRESS` or `ADDRESS/LENGTH` (IPv4 length 0-32, IPv6 0-128) to a range; a string
  * saying what is wrong with it otherwise (for config errors that name the entry).
  */
 export function parseCidr(text: string): IpPrefix | string {

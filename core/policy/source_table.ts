@@ -6,7 +6,7 @@
  *
  * **Buckets.** A source sits in one of two buckets of 8 entries chosen by two hashes of its
  * address (like the connection directory): a lookup scans 16 entries, no locks, no chains.
- * An entry is claimed with a compare-and-exchange on its tag (EMPTY or a victim's tag → BUSY),
+ * An entry is claimed with a compare-and-exchange on its tag (EMPTY or a victim's tag -> BUSY),
  * its key written, then its tag published. When both buckets are full, the least active
  * entry that is not banned is evicted (its last request is the oldest): memory is bounded
  * whatever the number of sources; a source evicted and seen again starts with a full bucket.

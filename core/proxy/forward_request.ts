@@ -1,10 +1,10 @@
 /**
- * Stateless forwarding of requests (RFC 3261 §16.3–§16.6, §16.11).
+ * Stateless forwarding of requests (RFC 3261 §16.3-§16.6, §16.11).
  *
- * Validate → answer what is ours to answer (OPTIONS to us, Max-Forwards 0) → preprocess
- * Route (§16.4) → choose the next hop (Route, then routers, then Request-URI) → edit a copy:
+ * Validate -> answer what is ours to answer (OPTIONS to us, Max-Forwards 0) -> preprocess
+ * Route (§16.4) -> choose the next hop (Route, then routers, then Request-URI) -> edit a copy:
  * our Via on top with a stateless branch, received/rport on the sender's Via, Max-Forwards,
- * our Route removed, Record-Route added → send. Every header the proxy does not own is copied
+ * our Route removed, Record-Route added -> send. Every header the proxy does not own is copied
  * byte for byte; the body is never touched.
  * @module
  */
@@ -155,7 +155,7 @@ export function forwardRequest(host: ProxyHost, source: MessageSource, request: 
     routes = routes.slice(1);
   }
 
-  // Next hop (§16.5, §16.6 step 6–7).
+  // Next hop (§16.5, §16.6 step 6-7).
   let destination: Destination | undefined;
   let recordRoute = false;
   if (flow !== undefined) {
@@ -322,7 +322,7 @@ function wantsFlow(mode: FlowSettings["register"], head: SipHead, flowsOnly: boo
 }
 
 /**
- * Our URI for `transport` (`sip:[user@]host:port;transport=…`), or for `fallback` when
+ * Our URI for `transport` (`sip:[user@]host:port;transport=...`), or for `fallback` when
  * sipedge does not listen on `transport` (the only way back in is then the inbound one).
  */
 function ourUri(host: ProxyHost, transport: string, fallback: string, user = ""): string {
@@ -452,7 +452,7 @@ function removeRouteValues(edit: MessageEdit, values: RouteValue[]): void {
   }
 }
 
-/** Whether a URI names this proxy (transport from `;transport=`, lower case, or sips → tls). */
+/** Whether a URI names this proxy (transport from `;transport=`, lower case, or sips -> tls). */
 function isOurs(host: ProxyHost, uri: SipUri): boolean {
   const transport = uri.params.get("transport")?.toLowerCase() ??
     (uri.scheme === "sips" ? "tls" : undefined);

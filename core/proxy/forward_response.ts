@@ -1,6 +1,6 @@
 /**
  * Stateless forwarding of responses (RFC 3261 §16.7 step 3, §16.11, §18.2.2): remove our
- * Via, then send to the next Via — over the connection the request came in on (its id is in
+ * Via, then send to the next Via -- over the connection the request came in on (its id is in
  * our Via's `i` parameter) while it is open, else to received/rport/sent-by.
  * @module
  */

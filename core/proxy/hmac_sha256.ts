@@ -106,7 +106,7 @@ export class HmacSha256 {
     }
   }
 
-  /** The MAC of `message` (≤ 55 bytes), its first `length` bytes written to `out` at `at`. */
+  /** The MAC of `message` (<= 55 bytes), its first `length` bytes written to `out` at `at`. */
   sign(message: Uint8Array, out: Uint8Array, at: number, length = 32): void {
     if (message.length > BLOCK - 9) throw new RangeError("message longer than 55 bytes");
     const state = this.#state;

@@ -1,13 +1,13 @@
 /**
  * The common response, forwarded by its bytes (RFC 3261 §16.7 step 3): a response whose top Via
  * is the one sipedge wrote, byte for byte, alone on its line and with its `i` parameter, goes
- * back by cutting that line out — no head string, no header objects. This is what a stateless
+ * back by cutting that line out -- no head string, no header objects. This is what a stateless
  * proxy spends most of its responses on; forwardResponse handles everything else.
  *
  * The cut is taken only where forwardResponse would do exactly the same: a head the parser
  * reads without error (start line, header names, no folding, one valid Content-Length), our Via
- * as the first Via field and alone on its line, and a next Via that parses. Anything else —
- * and any doubt — is `undefined`, and the caller goes the full way.
+ * as the first Via field and alone on its line, and a next Via that parses. Anything else --
+ * and any doubt -- is `undefined`, and the caller goes the full way.
  * @module
  */
 import { parseVia } from "../sip/header_values.ts";
@@ -50,7 +50,7 @@ export function findOwnVia(
   sentBy: readonly Uint8Array[],
 ): OwnViaCut | undefined {
   const n = bytes.length;
-  // Status-Line: "SIP/2.0 " three digits (1–6, 0–9, 0–9), then a space or the line's end.
+  // Status-Line: "SIP/2.0 " three digits (1-6, 0-9, 0-9), then a space or the line's end.
   if (
     n < 16 || bytes[0] !== 83 || bytes[1] !== 73 || bytes[2] !== 80 || bytes[3] !== 47 ||
     bytes[4] !== 50 || bytes[5] !== 46 || bytes[6] !== 48 || bytes[7] !== SP ||
@@ -172,7 +172,7 @@ function nextViaParses(bytes: Uint8Array, at: number): boolean {
 /**
  * Whether `bytes[at, end)` is a Via value in its plain form, which parseVia accepts: `SIP/2.0/`,
  * a transport, one space, a host (a name or IPv4 address, or an IPv6 reference), an optional
- * port 1–65535, then parameters or nothing. False means "ask parseVia", not "malformed".
+ * port 1-65535, then parameters or nothing. False means "ask parseVia", not "malformed".
  */
 export function isPlainVia(bytes: Uint8Array, at: number, end: number): boolean {
   if (end - at < 11) return false;

@@ -83,7 +83,7 @@ export interface ProxyHost {
   advertised(transport: string): { host: string; port: number } | undefined;
   /** Via transport token (`TCP`) for a transport name, or undefined when not enabled. */
   viaName(transport: string): string | undefined;
-  /** Transport name for a Via transport token (`TCP` → `tcp`), or undefined. */
+  /** Transport name for a Via transport token (`TCP` -> `tcp`), or undefined. */
   transportForVia(viaName: string): string | undefined;
   /**
    * The MTU of a datagram transport (`udp`): a larger request to it goes over TCP instead

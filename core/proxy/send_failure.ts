@@ -2,8 +2,8 @@
  * A message sipedge forwarded that could not be sent: a request's sender gets the failure
  * response (408 for timeouts, 430 for a flow that is gone, else 503; with a Reason header,
  * never for an ACK); a response is dropped and logged. The failure response is built from the
- * forwarded request — our Via on top, with the `i=` of the connection the request came in
- * on — and goes back through {@link forwardResponse}, like a response from the next hop. So it
+ * forwarded request -- our Via on top, with the `i=` of the connection the request came in
+ * on -- and goes back through {@link forwardResponse}, like a response from the next hop. So it
  * reaches the sender from whichever worker found the failure: the one that sent the request or
  * the one a request was handed to.
  * @module

@@ -2,7 +2,7 @@
  * Byte arrays for the hot path. `new Uint8Array(n)` gives every message its own zero-filled
  * ArrayBuffer, which costs about 2.5 µs in Deno here (measured 2026-11-27); small arrays are
  * carved out of a shared 8 KiB slab instead, as node's `Buffer.allocUnsafe` does from its pool
- * but without a Buffer object per array (measured: Buffer's pool and its object were ≈4 % of
+ * but without a Buffer object per array (measured: Buffer's pool and its object were ~4 % of
  * the per-message path). A slab is not reused: it is freed when the last array carved from it
  * is, so 8 KiB bounds what one long-queued message keeps alive. Only for arrays that are
  * filled completely before anyone reads them.

@@ -15,7 +15,7 @@ export function hash64(text: string): string {
 /**
  * `hash64(\`${a}|${b}|${n}\`)` for a non-negative integer `n` (a port), without making that
  * string: a hash of a concatenation reads a flattened copy of it, and `String(n)` is a runtime
- * call whenever V8's number-string cache misses — both per message for the stateless branch.
+ * call whenever V8's number-string cache misses -- both per message for the stateless branch.
  */
 export function hash64Joined(a: string, b: string, n: number): string {
   let digits = 1;

@@ -9,7 +9,7 @@
 
 /** One header field line (with its folded continuation lines), as offsets into the head. */
 export interface HeaderField {
-  /** Canonical name: lower case, compact forms expanded (`v` → `via`). */
+  /** Canonical name: lower case, compact forms expanded (`v` -> `via`). */
   name: string;
   /** Offset of the first byte of the line. */
   start: number;

@@ -34,8 +34,8 @@ export function isContentLengthName(bytes: Uint8Array, at: number, length: numbe
 const CONTENT_LENGTH = new TextEncoder().encode("content-length");
 
 /**
- * The Content-Length value after a colon at `at` in its plain form — spaces or tabs, 1–10 digits
- * (the parser's limit), spaces or tabs, the line's end — or -1 for anything else.
+ * The Content-Length value after a colon at `at` in its plain form -- spaces or tabs, 1-10 digits
+ * (the parser's limit), spaces or tabs, the line's end -- or -1 for anything else.
  */
 export function plainLengthValueAt(bytes: Uint8Array, at: number): number {
   at = skipWhite(bytes, at);

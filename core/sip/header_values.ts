@@ -15,7 +15,7 @@ export interface ValueRange {
 }
 
 /**
- * Splits `text[start, end)` at commas that are outside quoted strings and `<…>`, trimming
+ * Splits `text[start, end)` at commas that are outside quoted strings and `<...>`, trimming
  * white space around each element. Empty elements are skipped.
  */
 export function splitCommaValues(
@@ -124,22 +124,22 @@ function trimEnd(text: string, start: number, end: number): number {
 
 /** A parsed Via value. */
 export interface Via {
-  /** Transport in upper case: `TCP`, `TLS`, `UDP`, `WS`, … */
+  /** Transport in upper case: `TCP`, `TLS`, `UDP`, `WS`, ... */
   transport: string;
   /** sent-by host, lower case (IPv6 in brackets). */
   host: string;
   /** sent-by port, or 0 when absent. */
   port: number;
-  /** Parameters (branch, received, rport, i, …), names lower case. */
+  /** Parameters (branch, received, rport, i, ...), names lower case. */
   params: ReadonlyMap<string, string>;
 }
 
-/** Parses one Via value (`SIP/2.0/TCP host:port;branch=…`); undefined when malformed. */
+/** Parses one Via value (`SIP/2.0/TCP host:port;branch=...`); undefined when malformed. */
 export function parseVia(value: string): Via | undefined {
   // sent-protocol LWS sent-by *(;param), white space allowed around `/` and `:` (§25.1), any
   // white space (a folded value holds CRLF): by hand, as the RegExp
   // `^SIP\s*\/\s*2\.0\s*\/\s*([A-Za-z0-9-]+)\s+(\[[^\]\s]*\]|[^;:\s]+)(?:\s*:\s*([0-9]{1,5}))?\s*(;.*)?$`
-  // (flags i, s) did — same acceptance (header_values_test.ts), a fifth of its cost.
+  // (flags i, s) did -- same acceptance (header_values_test.ts), a fifth of its cost.
   const n = value.length;
   if (n < 9 || (value.charCodeAt(0) | 0x20) !== 115 || (value.charCodeAt(1) | 0x20) !== 105) {
     return undefined;
@@ -217,7 +217,7 @@ export function paramSpan(
  * `;name=value;flag` parameters read from their text when asked for, the same as
  * {@link parseParams} gives (names case-insensitive, a flag is `""`, the last of a repeated
  * name wins): a proxy asks a Via for two or three of them, where the map sliced and lower-cased
- * every name and value (a Via parsed and asked for three: 1.5 → 1.2 µs, deno bench).
+ * every name and value (a Via parsed and asked for three: 1.5 -> 1.2 µs, deno bench).
  */
 export class ParamList implements ReadonlyMap<string, string> {
   readonly #text: string;
@@ -332,7 +332,7 @@ function nameIs(text: string, start: number, end: number, name: string): boolean
     const c = text.charCodeAt(start + i);
     const k = name.charCodeAt(i);
     if (c === k || (c >= 65 && c <= 90 && c + 32 === k)) continue;
-    // Beyond ASCII, lower case as parseParams does (À → à).
+    // Beyond ASCII, lower case as parseParams does (À -> à).
     return c > 127 && text.slice(start, end).toLowerCase() === name;
   }
   return true;
@@ -372,7 +372,7 @@ export function isNameAddr(value: string): boolean {
   return uri !== "" && !/\s/.test(uri);
 }
 
-/** The URI inside a name-addr (`"Bob" <sip:…>;p`) or addr-spec value, with header params. */
+/** The URI inside a name-addr (`"Bob" <sip:...>;p`) or addr-spec value, with header params. */
 export interface NameAddr {
   uri: string;
   /** Header parameters after the URI (not URI parameters). */

@@ -12,8 +12,8 @@ import { allocBytes } from "./bytes.ts";
 
 /**
  * Node's latin1 decoder (Buffer's own method), called on a plain Uint8Array: it reads `this` as
- * bytes, so no Buffer object is needed — a Buffer per call, or one per read buffer (messages
- * alternate between connections, each with its own), was most of the cost: 465 → 167 ns for a
+ * bytes, so no Buffer object is needed -- a Buffer per call, or one per read buffer (messages
+ * alternate between connections, each with its own), was most of the cost: 465 -> 167 ns for a
  * request and a response head from two buffers (deno bench, 2026-12-03).
  */
 const latin1Slice = (Buffer.prototype as unknown as {

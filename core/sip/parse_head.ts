@@ -150,7 +150,7 @@ function parseStartLine(head: SipHead, line: string): void {
   }
 }
 
-/** Three digits, the first 1–6 (a status code, §25.1). */
+/** Three digits, the first 1-6 (a status code, §25.1). */
 function isStatusCode(code: string): boolean {
   if (code.length !== 3) return false;
   const a = code.charCodeAt(0), b = code.charCodeAt(1), c = code.charCodeAt(2);
@@ -158,7 +158,7 @@ function isStatusCode(code: string): boolean {
 }
 
 /**
- * `scheme ":" 1*non-space`, scheme = ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") — what the
+ * `scheme ":" 1*non-space`, scheme = ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") -- what the
  * RegExp `^[A-Za-z][A-Za-z0-9+.-]*:\S+$` accepts, without one per request.
  */
 function isAbsoluteUri(uri: string): boolean {

@@ -12,7 +12,7 @@ import { hash64 } from "./hash.ts";
 
 /** Options for {@link buildReply}. */
 export interface ReplyOptions {
-  /** Extra header lines, without CRLF (e.g. `Reason: SIP;cause=503;text="…"`). */
+  /** Extra header lines, without CRLF (e.g. `Reason: SIP;cause=503;text="..."`). */
   headers?: string[];
   /**
    * To tag to add when the request's To has none; by default a hash of Call-ID, From and the

@@ -281,7 +281,7 @@ const NOT_PLAIN = -1;
 /**
  * The Content-Length of the head `data[start, end)` read from its bytes, or {@link NOT_PLAIN}
  * unless the head is plain: exactly one Content-Length line (`Content-Length` in any case, or
- * `l`), its value 1–10 digits with only spaces or tabs around them, and no folded line anywhere
+ * `l`), its value 1-10 digits with only spaces or tabs around them, and no folded line anywhere
  * (a continuation could extend the value). For a plain head this is the parser's answer; every
  * other head (missing, repeated or odd Content-Length, folding) goes to the parser, which
  * decides as it always has.

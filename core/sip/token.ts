@@ -1,14 +1,14 @@
 /**
  * Tokens (RFC 3261 §25.1) and header names read straight from a head's text, without
  * slicing, regular expressions or lower-casing a copy: this runs for every header line of
- * every message, where a slice, a RegExp test and a `toLowerCase()` per line were ≈4 % of the
+ * every message, where a slice, a RegExp test and a `toLowerCase()` per line were ~4 % of the
  * per-message JavaScript (`deno run --cpu-prof`); with the start line's checks done by hand as
  * well, a 10-header request head parses in 1.3 µs instead of 1.7 (deno bench, 2026-12-03).
  * @module
  */
 import { COMPACT_FORMS } from "./head.ts";
 
-/** 1 for the characters of `token`: alphanum and `-.!%*_+`'~` (by code, 0–255: a latin1 byte). */
+/** 1 for the characters of `token`: alphanum and `-.!%*_+`'~` (by code, 0-255: a latin1 byte). */
 const TOKEN = new Uint8Array(256);
 for (let c = 48; c <= 57; c++) TOKEN[c] = 1;
 for (let c = 65; c <= 90; c++) TOKEN[c] = TOKEN[c + 32] = 1;

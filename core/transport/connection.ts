@@ -5,14 +5,14 @@
  * Write path: `send()` queues the bytes; when the connection is open and no write is in
  * flight, a writer is started on the next microtask, so every message produced while handling
  * one read goes out in a single coalesced `write()` ("direct" send). While a write is in flight
- * — the kernel has not taken everything yet: **async mode** — further data queues behind it in
+ * -- the kernel has not taken everything yet: **async mode** -- further data queues behind it in
  * order and the one writer drains the queue; when the queue is empty the connection leaves
  * async mode. While the connection is still connecting, data waits in the queue.
  *
  * Limits: data queued while in async mode counts against `conn_wq_max` (this connection) and
  * `wq_max` (all connections of all workers, a shared counter); over either the send fails
  * with `queue_full`. Timeouts are checked by the owner's timer sweep from the timestamps kept
- * here (`progressAt`, `lastRead`, …).
+ * here (`progressAt`, `lastRead`, ...).
  * @module
  */
 import type { FailureReason } from "../policy/failure.ts";
@@ -192,7 +192,7 @@ export class Connection {
     if (this.#framing !== undefined) this.#framing.maxMessageSize = bytes;
   }
 
-  /** The transport's details for the control API (TLS version, cipher, …), if it has any. */
+  /** The transport's details for the control API (TLS version, cipher, ...), if it has any. */
   details(): Record<string, string | number | boolean | undefined> | undefined {
     return this.#socket?.details?.();
   }
@@ -325,7 +325,7 @@ export class Connection {
   }
 
   /**
-   * `resend`: the peer went away, not us — data never handed to the socket is given back to
+   * `resend`: the peer went away, not us -- data never handed to the socket is given back to
    * the owner to send again (an upstream that closes an idle connection just as a request is
    * queued on it must not cost that request).
    */
@@ -345,7 +345,7 @@ export class Connection {
     this.#waitingBytes = 0;
     this.#chunks = [];
     this.#failHandlers = [];
-    // What is lost: the queue, and the write in flight (its handlers run when it fails) —
+    // What is lost: the queue, and the write in flight (its handlers run when it fails) --
     // nothing when the peer closed an outbound connection: that all goes out again.
     const lost = { bytes: 0, messages: 0 };
     // Written and never answered: when the peer went away (or the connection failed: a send or

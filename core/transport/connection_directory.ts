@@ -3,7 +3,7 @@
  * which worker owns a connection, and which connection a client opened from an address.
  *
  * **Ids name their owner.** A connection id is `sequence * MAX_WORKERS + workerId`, so the
- * owner of any id is `id % MAX_WORKERS` — no lookup at all. Each worker's sequence lives in
+ * owner of any id is `id % MAX_WORKERS` -- no lookup at all. Each worker's sequence lives in
  * this buffer, not in the worker: a worker started again in the same place (a replaced worker)
  * goes on from where the last one stopped, so an id is never given to two connections in one
  * process. That is the generation: a message for a connection that closed can never reach a
@@ -79,7 +79,7 @@ export class ConnectionDirectory {
   }
 
   /**
-   * Publishes `key` → `id` (by the connection's owner). Returns the entry's index, for
+   * Publishes `key` -> `id` (by the connection's owner). Returns the entry's index, for
    * {@link unpublish}, or -1 when both buckets are full (the connection is then reachable by
    * address only from its own worker).
    */

@@ -2,7 +2,7 @@
  * The connections of one worker and the policies on them: reuse per destination, one connect
  * per destination at a time, connection limits, the timer sweep (connect, send, read, idle and
  * keepalive timeouts), queue-full handling, the destination blacklist (this worker's copy),
- * and failure reporting — one log line per failure, counters, the senders' failure handlers
+ * and failure reporting -- one log line per failure, counters, the senders' failure handlers
  * (which answer requests with 408/503) and the plugins' `onSendFailure` event.
  * @module
  */
@@ -50,7 +50,7 @@ export const DEFAULT_BLACKLIST_ENTRIES = 10_000;
 export const DROP_LOG_INTERVAL_MS = 1000;
 
 /**
- * Drops on one connection not logged yet. A line per dropped message was 20–28 µs of a worker's
+ * Drops on one connection not logged yet. A line per dropped message was 20-28 µs of a worker's
  * time each (logtape text line to the console, measured): an upstream that stops reading at
  * 10,000 tx/s made a quarter of a core of log lines, 10,000 a second, until its send timeout,
  * while the worker was already short of time. Every drop is still counted (`queue_full`) and
@@ -195,7 +195,7 @@ export class ConnectionManager {
 
   /**
    * Puts new policy settings in force (a reload): open connections get them from their next
-   * check — timeouts at the next sweep, queue limits at the next send, the message size limit
+   * check -- timeouts at the next sweep, queue limits at the next send, the message size limit
    * from the next message.
    */
   setPolicy(policy: EffectivePolicy): void {
@@ -312,7 +312,7 @@ export class ConnectionManager {
 
   /**
    * A datagram could not be sent (the kernel reported an error: unreachable, refused): reported
-   * like any send failure — a log line, counters, the blacklist by policy, `onSendFailure`.
+   * like any send failure -- a log line, counters, the blacklist by policy, `onSendFailure`.
    */
   reportDatagramFailure(
     transport: string,

@@ -24,7 +24,7 @@ export type DatagramFrame =
 
 /**
  * Frames one datagram, or one WebSocket message (RFC 7118: one message per WebSocket message):
- * Content-Length optional; bytes beyond it ignored; shorter → 400. `copy`: false when `data`
+ * Content-Length optional; bytes beyond it ignored; shorter -> 400. `copy`: false when `data`
  * is the message's own buffer (the bytes are then a view of it).
  */
 export function frameDatagram(

@@ -1,6 +1,6 @@
 /**
  * Where a message goes: transport, host and port, taken from a SIP URI (RFC 3263 §4.1 without
- * NAPTR/SRV: the `transport` parameter, else `tls` for sips:, else `tcp` — sipedge carries no
+ * NAPTR/SRV: the `transport` parameter, else `tls` for sips:, else `tcp` -- sipedge carries no
  * UDP, so the RFC's UDP default becomes TCP). Host names are resolved by the system resolver
  * (A/AAAA, /etc/hosts) when connecting.
  * @module
@@ -32,7 +32,7 @@ export function parseDestination(text: string): Destination {
   return destinationOf(uri);
 }
 
-/** `tcp:127.0.0.1:5070` — the key connections are reused by. */
+/** `tcp:127.0.0.1:5070` -- the key connections are reused by. */
 export function destinationKey(transport: string, host: string, port: number): string {
   return `${transport}:${host}:${port}`;
 }

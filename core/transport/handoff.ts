@@ -1,7 +1,7 @@
 /**
  * Hand-off between reader workers: a message for a connection another worker owns (a
  * client's flow, the connection a request came in on) is passed to that worker, which writes
- * it through its own write path — queue limits, timeouts, async mode and keepalive apply there.
+ * it through its own write path -- queue limits, timeouts, async mode and keepalive apply there.
  *
  * One MessagePort per pair of workers (the supervisor creates the channels; nothing goes
  * through the main thread). Everything one event handed to one worker goes in one message: the

@@ -1,5 +1,5 @@
 /**
- * What a stream transport plugin (tcp, tls, …) provides to the core: listening sockets and
+ * What a stream transport plugin (tcp, tls, ...) provides to the core: listening sockets and
  * outbound connects, as byte streams. Framing, write queues, timeouts and routing live in the
  * core and are shared by every stream transport.
  * @module

@@ -2,7 +2,7 @@
  * Loading and checking certificate material before it is used: PEM files read, chains and CA
  * lists parsed, the key matched to the certificate, validity dates checked. Every function
  * throws an error whose message names the file and says what is wrong, so that a config or
- * reload error reads `…certificate: certificate /etc/sip/a.pem expired on …`.
+ * reload error reads `...certificate: certificate /etc/sip/a.pem expired on ...`.
  * @module
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
@@ -131,7 +131,7 @@ export function pemInfo(pem: string): CertificateInfo {
   return certificateInfo(parseCertificates(pem, "(certificate)")[0]);
 }
 
-/** `C=DE\nO=Example\nCN=sip` → `C=DE, O=Example, CN=sip`. */
+/** `C=DE\nO=Example\nCN=sip` -> `C=DE, O=Example, CN=sip`. */
 export function oneLine(name: string): string {
   return name.split("\n").filter((part) => part !== "").join(", ");
 }

@@ -23,8 +23,8 @@ export function sameListener(a: ListenerId, b: ListenerId): boolean {
 }
 
 /**
- * The configured listener a bound address belongs to: the same address, or — for a listener
- * configured with port 0, which workers then bind on the port the first one got — the same
+ * The configured listener a bound address belongs to: the same address, or -- for a listener
+ * configured with port 0, which workers then bind on the port the first one got -- the same
  * host with port 0. Falls back to the address itself.
  */
 export function configuredListener(listeners: ListenerId[], address: ListenerId): ListenerId {

@@ -26,7 +26,7 @@ const generated = new Map<string, { certificate: string; privateKey: string }>()
 /** A generated certificate is replaced when it has less than this left (long-running process). */
 const RENEW_BEFORE_MS = 86_400_000;
 
-/** Parses a domain's `listener` (`HOST:PORT`, `[v6]:PORT`, or `*` → undefined). */
+/** Parses a domain's `listener` (`HOST:PORT`, `[v6]:PORT`, or `*` -> undefined). */
 export function parseListener(text: string): ListenerId | undefined {
   if (text === "*") return undefined;
   const colon = text.lastIndexOf(":");

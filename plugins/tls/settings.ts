@@ -171,7 +171,7 @@ export interface PreparedTls {
   listeners: ListenerId[];
   server: PreparedServerDomain[];
   client: PreparedClientDomain[];
-  /** Things to log once (generated certificates, domains for listeners not in use, …). */
+  /** Things to log once (generated certificates, domains for listeners not in use, ...). */
   warnings: string[];
 }
 

@@ -4,7 +4,7 @@
  * touching listeners or open connections) and `node:tls` client connections (SNI = destination
  * host name, chain and host name verified after the handshake so that a failure says why).
  *
- * Sockets are node streams: reads are 'data' events, writes are buffered by the stream — a
+ * Sockets are node streams: reads are 'data' events, writes are buffered by the stream -- a
  * write the stream could not pass on at once marks the socket `congested` (the core then puts
  * the connection in async mode) and settles on 'drain', so it stays pending while the peer does
  * not read and `send_timeout` can fire. A read never waits on a write and vice versa.
@@ -57,7 +57,7 @@ interface ClientEntry
   allowedCiphers: Set<string> | undefined;
 }
 
-/** `A:B` → {A, B}; undefined stays undefined. */
+/** `A:B` -> {A, B}; undefined stays undefined. */
 function cipherSet(ciphers: string | undefined): Set<string> | undefined {
   return ciphers === undefined ? undefined : new Set(ciphers.split(":").map((c) => c.trim()));
 }
@@ -453,7 +453,7 @@ export class TlsSocket implements StreamSocket {
       return Promise.reject(new Error("TLS connection is closed"));
     }
     // Resolves at once when the stream took it under its high-water mark (like a kernel that
-    // took the bytes); otherwise when the stream drains — which never happens for a peer that
+    // took the bytes); otherwise when the stream drains -- which never happens for a peer that
     // stopped reading, so send_timeout fires and close() rejects it.
     const taken = this.#socket.write(data);
     if (taken) return Promise.resolve(data.length);

@@ -1,6 +1,6 @@
 /**
  * The WebSocket opening handshake (RFC 6455 §4) for SIP (RFC 7118 §4): the server side checks
- * an HTTP/1.1 GET upgrade request — path, Origin, `Sec-WebSocket-Protocol: sip` — and answers
+ * an HTTP/1.1 GET upgrade request -- path, Origin, `Sec-WebSocket-Protocol: sip` -- and answers
  * 101 with the `sip` subprotocol or an HTTP error; the client side builds the request and checks
  * the server's answer.
  * @module

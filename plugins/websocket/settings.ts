@@ -27,7 +27,7 @@ export const webSocketSettingsSchema = z.strictObject({
     "A ping must be answered (pong or any frame) within this time; else the connection fails like a keepalive timeout.",
   ),
   connect_path: z.string().regex(/^\/[^\s#]*$/, "a path like /ws").default("/").describe(
-    "Request path sipedge asks for when it connects to a WebSocket server (sip:…;transport=ws destinations).",
+    "Request path sipedge asks for when it connects to a WebSocket server (sip:...;transport=ws destinations).",
   ),
 });
 

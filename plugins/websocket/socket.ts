@@ -1,6 +1,6 @@
 /**
  * WebSocket over any stream socket (TCP for ws, TLS for wss): the server and client opening
- * handshakes, and {@link WebSocketSocket}, the message-oriented StreamSocket the core sees —
+ * handshakes, and {@link WebSocketSocket}, the message-oriented StreamSocket the core sees --
  * one SIP message per WebSocket message (RFC 7118 §5.1), pings answered and sent, a close
  * frame answered.
  *

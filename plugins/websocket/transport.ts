@@ -1,6 +1,6 @@
 /**
  * The ws and wss transports: WebSocket (RFC 6455) as a layer over another stream transport's
- * sockets — `ws` over tcp, `wss` over tls (whose server domains give wss its certificates, by
+ * sockets -- `ws` over tcp, `wss` over tls (whose server domains give wss its certificates, by
  * listener and SNI name, reloaded live). This is the worker side, {@link webSocketWorker}; each
  * plugin is a thin shell: plugins/ws_worker.ts and plugins/wss_worker.ts (what reader workers
  * import, no zod), plugins/ws.ts and plugins/wss.ts (the definitions, ./definition.ts).
