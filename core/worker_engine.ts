@@ -166,8 +166,13 @@ export class WorkerEngine implements ProxyHost {
   #local = new Set<string>();
   #localHostsAnyPort = new Set<string>();
   #connections: ConnectionManager | undefined;
-  /** The heartbeat and the connections' sweep (#startTicking). */
-  #tick: ReturnType<typeof setInterval> | undefined;
+  /** The heartbeat and the connections' sweep (#setTicking). */
+  #tick: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending tick is due. */
+  #tickDue = 0;
+  #sweepEvery = 1000;
+  #beatEvery = 1000;
+  #sweptAt = Date.now();
   #pending: PendingReload | undefined;
   #handoff: HandoffChannel | undefined;
   #shared: SharedCounters | undefined;
@@ -391,31 +396,47 @@ export class WorkerEngine implements ProxyHost {
       if (colon > alias.lastIndexOf("]")) this.#local.add(normalizeHost(alias));
       else this.#localHostsAnyPort.add(normalizeHost(alias));
     }
-    this.#startTicking(sweepInterval(derived.policy), config.sipedge.worker_hang_timeout);
+    this.#setTicking(sweepInterval(derived.policy), config.sipedge.worker_hang_timeout);
     this.#config = config;
   }
 
   /**
-   * One timer for the worker's periodic work: the heartbeat the supervisor watches (and the
-   * hand-off bookkeeping) every {@link heartbeatInterval}, the connections' timeouts every
-   * `sweepEvery` ms. One wake-up serves both when their periods meet (the defaults: 1 s each),
-   * instead of a timer each.
+   * Sets the periods of the worker's one timer (#onTick): the heartbeat the supervisor watches
+   * (and the hand-off bookkeeping) every {@link heartbeatInterval}, the connections' timeouts
+   * every `sweepEvery` ms. One wake-up serves both when their periods meet (the defaults: 1 s
+   * each), instead of a timer each.
+   *
+   * A reload must not restart the timer: reloads closer together than one period (a script, an
+   * operator's loop) would then keep it from ever firing, and the supervisor would take the
+   * worker for hung. The pending tick is kept and picks the new periods up; only a period
+   * shorter than the wait left brings the tick forward.
    */
-  #startTicking(sweepEvery: number, hangTimeoutMs: number): void {
-    clearInterval(this.#tick);
-    const period = Math.min(sweepEvery, heartbeatInterval(hangTimeoutMs));
-    let sweptAt = Date.now();
-    this.#tick = setInterval(() => {
-      this.#shared!.beat();
-      this.#handoff?.prune();
-      const now = Date.now();
-      // Half a period of slack: a timer that fires a millisecond early must not skip a sweep.
-      if (now - sweptAt >= sweepEvery - period / 2) {
-        sweptAt = now;
-        this.#connections!.sweep(now);
-      }
-    }, period);
+  #setTicking(sweepEvery: number, hangTimeoutMs: number): void {
+    this.#sweepEvery = sweepEvery;
+    this.#beatEvery = heartbeatInterval(hangTimeoutMs);
+    const period = Math.min(this.#sweepEvery, this.#beatEvery);
+    if (this.#tick !== undefined && this.#tickDue <= Date.now() + period) return;
+    clearTimeout(this.#tick);
+    this.#scheduleTick(period);
   }
+
+  #scheduleTick(period: number): void {
+    this.#tickDue = Date.now() + period;
+    this.#tick = setTimeout(this.#onTick, period);
+  }
+
+  #onTick = (): void => {
+    this.#shared!.beat();
+    this.#handoff?.prune();
+    const now = Date.now();
+    const period = Math.min(this.#sweepEvery, this.#beatEvery);
+    // Half a period of slack: a tick a millisecond early must not put a sweep off a period.
+    if (now - this.#sweptAt >= this.#sweepEvery - period / 2) {
+      this.#sweptAt = now;
+      this.#connections!.sweep(now);
+    }
+    this.#scheduleTick(period);
+  };
 
   /** Drops a prepared reload: what it opened or created is closed; nothing else changes. */
   async abortReload(): Promise<void> {
@@ -431,7 +452,7 @@ export class WorkerEngine implements ProxyHost {
     await this.abortReload();
     for (const l of this.#listeners) closeEntry(l);
     this.#listeners = [];
-    clearInterval(this.#tick);
+    clearTimeout(this.#tick);
     await this.#connections?.stop(timeoutMs);
     this.#handoff?.close();
     await closeAll(this.#plugins);

@@ -273,3 +273,48 @@ Deno.test("supervision: a restart during a reload leaves every worker on the new
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("supervision: reloads closer together than the heartbeat do not make a worker look hung", async () => {
+  // With worker_hang_timeout = 1 s a worker beats every 200 ms. A reload used to restart the
+  // worker's timer, so reloads in a tight loop kept it from ever firing and the supervisor
+  // replaced a healthy worker after 1 s.
+  await using uas = TestUas.listen();
+  const dir = await Deno.makeTempDir({ prefix: "sipedge_supervision_" });
+  try {
+    const port = freePort();
+    const path = `${dir}/config.toml`;
+    // Two configs that differ in a policy every worker applies: each reload reaches the workers.
+    const write = (sendTimeout: string) =>
+      Deno.writeTextFile(
+        path,
+        `[sipedge]\nworkers = 2\n${HANG_1S}\n[control]\naddress = "127.0.0.1:0"\n` +
+          `[[listen]]\naddress = "tcp:127.0.0.1:${port}"\n` +
+          `[plugins.timeouts]\nsend_timeout = "${sendTimeout}"\n` + config(uas),
+      );
+    await write("10s");
+    await using proxy = await startSipedge({ args: ["--config", path] });
+    await withOutput(proxy, async () => {
+      const controlUrl = /sipedge control API: (http:\/\/[^\s]+)/.exec(proxy.output())![1];
+      let reloads = 0;
+      // 2.5 s of reloads 20 ms apart: more than twice the hang timeout without a 200 ms gap.
+      for (const end = Date.now() + 2500; Date.now() < end;) {
+        await write(reloads % 2 === 0 ? "11s" : "10s");
+        const reload = await (await fetch(`${controlUrl}/reload`, { method: "POST" })).json();
+        assert.equal(reload.ok, true, JSON.stringify(reload));
+        assert.match(reload.changes.join("\n"), /send_timeout/);
+        reloads++;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(reloads >= 15, `only ${reloads} reloads in 2.5 s: not closer than a beat`);
+      const status = await (await fetch(`${controlUrl}/status`)).json();
+      assert.deepEqual(
+        { up: status.workers.up, hang: status.workers.restarts.hang },
+        { up: 2, hang: 0 },
+      );
+      await using uac = await TestUac.connect(port);
+      assert.equal(await ask(uac, "sip:uas@example.com"), 200);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
