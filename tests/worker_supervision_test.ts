@@ -21,6 +21,15 @@ ${extra}`;
 
 const HANG_1S = `worker_hang_timeout = "1s"`;
 
+/**
+ * A whole config file for the reload tests: 2 workers (plus `sipedge` lines), the control API on
+ * a free port, one tcp listener, then `extra` sections and the fault plugin toward `uas`.
+ */
+function configFile(port: number, uas: TestUas, sipedge = "", extra = ""): string {
+  return `[sipedge]\nworkers = 2\n${sipedge}\n[control]\naddress = "127.0.0.1:0"\n` +
+    `[[listen]]\naddress = "tcp:127.0.0.1:${port}"\n${extra}` + config(uas);
+}
+
 /** Polls `check` every 50 ms for up to 10 s. */
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
   for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
@@ -240,12 +249,7 @@ Deno.test("supervision: a restart during a reload leaves every worker on the new
   try {
     const port = freePort();
     const path = `${dir}/config.toml`;
-    const write = (uas: TestUas) =>
-      Deno.writeTextFile(
-        path,
-        `[sipedge]\nworkers = 2\n[control]\naddress = "127.0.0.1:0"\n[[listen]]\naddress = "tcp:127.0.0.1:${port}"\n` +
-          config(uas),
-      );
+    const write = (uas: TestUas) => Deno.writeTextFile(path, configFile(port, uas));
     await write(first);
     await using proxy = await startSipedge({ args: ["--config", path] });
     await withOutput(proxy, async () => {
@@ -287,9 +291,7 @@ Deno.test("supervision: reloads closer together than the heartbeat do not make a
     const write = (sendTimeout: string) =>
       Deno.writeTextFile(
         path,
-        `[sipedge]\nworkers = 2\n${HANG_1S}\n[control]\naddress = "127.0.0.1:0"\n` +
-          `[[listen]]\naddress = "tcp:127.0.0.1:${port}"\n` +
-          `[plugins.timeouts]\nsend_timeout = "${sendTimeout}"\n` + config(uas),
+        configFile(port, uas, HANG_1S, `[plugins.timeouts]\nsend_timeout = "${sendTimeout}"\n`),
       );
     await write("10s");
     await using proxy = await startSipedge({ args: ["--config", path] });
