@@ -815,6 +815,15 @@ AWK_STATS='
     return sprintf(bold ? "**" fmt "**" : fmt, MED) (N > 1 ? sprintf(" (" fmt "–" fmt ")", MIN, MAX) : "")
   }
   function add(arr, key, v) { arr[key] = (key in arr ? arr[key] " " : "") v }
+  # The last columns of a row: p50 / p99 of the first n proxies of P, then failures of all three.
+  function latenciesAndFailures(k, n,   i, out) {
+    out = ""
+    for (i = 1; i <= n; i++)
+      out = out " | " (stats(p50[k, P[i]]) ? median(p50[k, P[i]], "%.0f") " / " median(p99[k, P[i]], "%.0f") : "-")
+    out = out " | "
+    for (i = 1; i <= 3; i++) out = out (i > 1 ? " / " : "") (ran[k, P[i]] ? fl[k, P[i]] : "-")
+    return out " |"
+  }
 '
 
 report() {
@@ -1059,11 +1068,7 @@ report() {
         split("sipedge kamailio relay", P, " ")
         for (i = 1; i <= 3; i++) line = line " | " median(per[k, P[i]], "%.1f")
         line = line " | " spread(sk, "%.2f", 1) " | " spread(rk, "%.2f", 0) " | " spread(sr, "%.1f", 0)
-        for (i = 1; i <= 3; i++)
-          line = line " | " (stats(p50[k, P[i]]) ? median(p50[k, P[i]], "%.0f") " / " median(p99[k, P[i]], "%.0f") : "-")
-        line = line " | "
-        for (i = 1; i <= 3; i++) line = line (i > 1 ? " / " : "") (ran[k, P[i]] ? fl[k, P[i]] : "-")
-        print line " |"
+        print line latenciesAndFailures(k, 3)
       } }' |
       sort | sed 's/^[^|]*|/|/'
     echo
@@ -1111,11 +1116,7 @@ report() {
         line = line " | " spread(rt, "%.2f", 1)
         for (i = 1; i <= 2; i++) line = line " | " median(per[k, P[i]], "%.1f")
         line = line " | " spread(rc, "%.2f", 1)
-        for (i = 1; i <= 2; i++)
-          line = line " | " (stats(p50[k, P[i]]) ? median(p50[k, P[i]], "%.0f") " / " median(p99[k, P[i]], "%.0f") : "-")
-        line = line " | "
-        for (i = 1; i <= 3; i++) line = line (i > 1 ? " / " : "") (ran[k, P[i]] ? fl[k, P[i]] : "-")
-        print line " |"
+        print line latenciesAndFailures(k, 2)
       } }' |
       sort | sed 's/^[^|]*|/|/'
     echo
