@@ -127,6 +127,9 @@
 #                                   the relay ("sipedge kamailio relay"); kamailio is skipped
 #                                   when it is not installed
 #   CPU_ROUNDS=3                    cpu: rounds of all the proxies per transport and rate
+#   RELAY_TLS=node                  cpu, closed: the relay's TLS listener, node (node:tls, what
+#                                   plugins/tls uses) or native (Deno.listenTls: the runtime's own
+#                                   TLS, which plugins/tls cannot use; docs/decisions.md, eighth pass)
 #   CLOSED_TRANSPORTS="tcp tls"     closed: transports
 #   CLOSED_SHAPES="1x32 10x32"      closed: CONNSxDEPTH, one run each
 #   CLOSED_SECONDS=10               closed: seconds per run
@@ -153,7 +156,7 @@ for var in WORKERS PROXIES REST_SECONDS IDLE_TRANSPORTS IDLE_CONNS IDLE_SETTLE \
   IDLE_TCP_CONCURRENCY IDLE_TLS_CONCURRENCY IDLE_BARE CHURN_ROUNDS CHURN_HANDSHAKES \
   CHURN_CONCURRENCY CHURN_RATE CHURN_AFTER CHURN_LOG_LEVEL CPU_TRANSPORTS CPU_RATES CPU_CONNS \
   CPU_SECONDS CPU_WARMUP CPU_PROXIES CPU_ROUNDS CLOSED_TRANSPORTS CLOSED_SHAPES CLOSED_SECONDS \
-  CLOSED_WARMUP CLOSED_ROUNDS SIPEDGE_CMD KAMAILIO_MEM KAMAILIO_SHM_MB; do
+  CLOSED_WARMUP CLOSED_ROUNDS RELAY_TLS SIPEDGE_CMD KAMAILIO_MEM KAMAILIO_SHM_MB; do
   [ -z "${!var+x}" ] || ENV_GIVEN+="$var=\"${!var}\" "
 done
 
@@ -221,6 +224,7 @@ for shape in $CLOSED_SHAPES; do
   [[ "$shape" =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "bench_cost.sh: CLOSED_SHAPES: CONNSxDEPTH (e.g. 10x32), not '$shape'" >&2; exit 2; }
 done
 default KAMAILIO_MEM tlsf tlsf
+default RELAY_TLS node node
 default KAMAILIO_SHM_MB 2048 2048
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -400,13 +404,14 @@ start_relay() {
   # shellcheck disable=SC2086 # SIPEDGE_RUN is a list of words
   (cd "$REPO" && exec "$DENO_BIN" $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay \
     --port "${TCP_PORT[relay]}" --upstream "127.0.0.1:${UAS_PORT[relay]}" --workers "$WORKERS" \
-    --tls-port "${TLS_PORT[relay]}" --cert "$WORK/cert.pem" --key "$WORK/key.pem") \
+    --tls-port "${TLS_PORT[relay]}" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+    --tls-impl "$RELAY_TLS") \
     >"$logfile" 2>&1 </dev/null &
   PROXY_PID[relay]=$!
   PIDS+=("$!")
   wait_listening "${TCP_PORT[relay]}" 30 "relay" "${PROXY_PID[relay]}"
   wait_listening "${TLS_PORT[relay]}" 30 "relay" "${PROXY_PID[relay]}"
-  log "relay listening on tcp 127.0.0.1:${TCP_PORT[relay]}, tls 127.0.0.1:${TLS_PORT[relay]} ($WORKERS workers)"
+  log "relay listening on tcp 127.0.0.1:${TCP_PORT[relay]}, tls 127.0.0.1:${TLS_PORT[relay]} ($RELAY_TLS, $WORKERS workers)"
 }
 
 # The rest step's runtime floor (scripts/bench_cost_bare.ts --mode rest): sipedge's deno flags, a
@@ -852,8 +857,8 @@ report() {
       "--workers $WORKERS\`: a main thread and $WORKERS Web Workers, a 250 ms timer each, nothing else"
   fi
   if [ "$((${#CPU[@]} + ${#CLOSED[@]}))" -gt 0 ] && in_list relay "${CPU_ACTIVE[*]}"; then
-    echo "- **relay (cpu and closed steps):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay\`," \
-      "workers = $WORKERS, tcp + tls listeners: bytes copied to one upstream connection per client" \
+    echo "- **relay (cpu and closed steps):** \`deno $SIPEDGE_RUN scripts/bench_cost_bare.ts --mode relay --tls-impl $RELAY_TLS\`," \
+      "workers = $WORKERS, tcp + tls listeners (tls: $([ "$RELAY_TLS" = native ] && echo "Deno.listenTls" || echo "node:tls")): bytes copied to one upstream connection per client" \
       "connection, no SIP parsing (the runtime's floor)"
   fi
   echo "- **Units:** MiB = 1,048,576 bytes, KiB = 1,024 bytes (the kernel's \"kB\" in /proc are KiB)."

@@ -19,7 +19,10 @@
  *   16 KiB buffer, `conn.write()` until all is written, TCP_NODELAY on both; when either side
  *   closes or fails, both are closed. With `--tls-port`, each worker also has a `node:tls` server
  *   on that port (SO_REUSEPORT like sipedge's plugins/tls; `data` events → upstream writes in
- *   order, upstream reads → `socket.write`), its upstream plain TCP as sipedge's is. That is the
+ *   order, upstream reads → `socket.write`), its upstream plain TCP as sipedge's is; with
+ *   `--tls-impl native`, a `Deno.listenTls` listener instead (the runtime's own TLS, no node
+ *   streams, pumped like a TCP connection: what TLS would cost if sipedge could use it; the
+ *   accepted sockets keep Nagle on, because a `Deno.TlsConn` has no `setNoDelay`). That is the
  *   transport work a TCP proxy must do per message — one read and one write each way — and
  *   nothing else. It is a valid proxy for the benchmark only because its UAS (`sipload uas`)
  *   answers on the connection the request came on, so the answer comes back through the relay.
@@ -36,7 +39,7 @@
  *
  * Usage: deno run -A scripts/bench_cost_bare.ts --mode tcp|tls --port PORT [--buf 2048]
  * [--cert FILE --key FILE] (tls), or --mode relay --port PORT --upstream HOST:PORT [--workers 2]
- * [--tls-port PORT --cert FILE --key FILE], or --mode rest [--workers 2]. Prints `LISTENING` once
+ * [--tls-port PORT --cert FILE --key FILE [--tls-impl node|native]], or --mode rest [--workers 2]. Prints `LISTENING` once
  * it accepts connections (relay: once every worker listens); rest: `READY` once every worker has
  * reported in.
  * @module
@@ -104,13 +107,19 @@ async function serveTcp(conn: Deno.TcpConn): Promise<void> {
   }
 }
 
+/** The relay's TLS listener: `node:tls` (what plugins/tls uses) or the runtime's own. */
+function tlsImpl(value: string): "node" | "native" {
+  if (value === "node" || value === "native") return value;
+  throw new Error(`--tls-impl ${value}: expected node or native`);
+}
+
 /** What the main thread of `--mode relay` tells each worker. */
 interface RelayRole {
   role: "relay";
   index: number;
   port: number;
   upstream: { hostname: string; port: number };
-  tls?: { port: number; cert: string; key: string };
+  tls?: { port: number; cert: string; key: string; impl: "node" | "native" };
 }
 
 const RELAY_BUFFER = 16 * 1024;
@@ -141,14 +150,18 @@ async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
   }
 }
 
-async function relayTcp(client: Deno.TcpConn, upstream: RelayRole["upstream"]): Promise<void> {
+/** Relays a TCP connection, or a `Deno.listenTls` one (which cannot turn Nagle off). */
+async function relayConn(
+  client: Deno.TcpConn | Deno.TlsConn,
+  upstream: RelayRole["upstream"],
+): Promise<void> {
   let server: Deno.TcpConn;
   try {
     server = await Deno.connect({ hostname: upstream.hostname, port: upstream.port });
   } catch {
     return closeQuietly(client);
   }
-  client.setNoDelay(true);
+  if ("setNoDelay" in client) client.setNoDelay(true);
   server.setNoDelay(true);
   // Either direction ending closes both, which ends the other direction's pending read.
   const done = () => {
@@ -204,7 +217,18 @@ function relayTls(socket: tls.TLSSocket, upstream: RelayRole["upstream"]): void 
 /** One relay worker: its listeners, then serves until the process ends. */
 async function relayWorker(role: RelayRole): Promise<void> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: role.port, reusePort: true });
-  if (role.tls !== undefined) {
+  if (role.tls?.impl === "native") {
+    const tlsListener = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: role.tls.port,
+      reusePort: true,
+      cert: role.tls.cert,
+      key: role.tls.key,
+    });
+    (async () => {
+      for await (const conn of tlsListener) relayConn(conn, role.upstream);
+    })();
+  } else if (role.tls !== undefined) {
     const { createServer } = await import("node:tls");
     const server = createServer({ cert: role.tls.cert, key: role.tls.key });
     server.on("secureConnection", (socket: tls.TLSSocket) => relayTls(socket, role.upstream));
@@ -219,7 +243,7 @@ async function relayWorker(role: RelayRole): Promise<void> {
     });
   }
   (self as unknown as Worker).postMessage("listening");
-  for await (const conn of listener) relayTcp(conn, role.upstream);
+  for await (const conn of listener) relayConn(conn, role.upstream);
 }
 
 /** What the main thread of `--mode rest` tells each worker. */
@@ -325,6 +349,7 @@ if (inWorker) {
       port: tlsPort,
       cert: Deno.readTextFileSync(option("cert")),
       key: Deno.readTextFileSync(option("key")),
+      impl: tlsImpl(option("tls-impl", "node")),
     },
   };
   let listening = 0;
