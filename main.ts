@@ -11,12 +11,12 @@ import { ConfigError, loadConfig, type ResolvedConfig } from "./core/config/load
 import { setupLogging } from "./core/logging.ts";
 import { Supervisor } from "./core/supervisor.ts";
 import { type ControlApi, startControlApi } from "./core/control_api.ts";
-import { runCtl } from "./core/ctl.ts";
 import { getLogger, type LogLevel } from "@logtape/logtape";
 
 async function main(args: string[]): Promise<number> {
-  // `sipedge ctl ...`: the control API's command-line client (core/ctl.ts), not a proxy.
-  if (args[0] === "ctl") return await runCtl(args.slice(1));
+  // `sipedge ctl ...`: the control API's command-line client (core/ctl.ts), not a proxy. Loaded
+  // only for that: a running proxy would keep its source and code for nothing (docs/decisions.md).
+  if (args[0] === "ctl") return await (await import("./core/ctl.ts")).runCtl(args.slice(1));
   let cli;
   try {
     cli = parseCli(args);

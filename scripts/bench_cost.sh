@@ -76,10 +76,11 @@
 #         round. The load tools share the machine's cores with the proxy, as in every step.
 #
 # sipedge runs as `deno task start` runs it (the runtime flags of SIPEDGE_RUN in
-# scripts/bench_lib.sh: --unstable-net -A --v8-flags=--max-semi-space-size=1) with `--workers
-# WORKERS` set in a generated config: a tcp and a tls listener (certificate generated here, ECDSA
-# P-256, used by both proxies), the control API (for /metrics), static_router default_route to
-# the UAS, timeouts (idle_timeout 600 s), limits raised above IDLE_CONNS, blacklist.
+# scripts/bench_lib.sh: --unstable-net -A --no-code-cache --v8-flags=--max-semi-space-size=1)
+# with `--workers WORKERS` set in a generated config: a tcp and a tls listener (certificate
+# generated here, ECDSA P-256, used by both proxies), the control API (for /metrics),
+# static_router default_route to the UAS, timeouts (idle_timeout 600 s), limits raised above
+# IDLE_CONNS, blacklist.
 # Kamailio: stateless forward() to the UAS, tcp + tls listeners (tls.so), children = tcp_children
 # = WORKERS, `-x KAMAILIO_MEM -m KAMAILIO_SHM_MB -M 8`. TLS clients connect one at a time toward
 # Kamailio (connect concurrency 1) for the same reason as above; sipedge gets the same.

@@ -9,7 +9,7 @@
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # How the benchmarks run sipedge: the runtime flags of `deno task start` (deno.json), with -A.
-SIPEDGE_RUN="run --unstable-net -A --v8-flags=--max-semi-space-size=1"
+SIPEDGE_RUN="run --unstable-net -A --no-code-cache --v8-flags=--max-semi-space-size=1"
 
 die() {
   log "error: $*"

@@ -63,7 +63,7 @@
 #   WORKERS=2                       sipedge --workers; Kamailio children/tcp_children
 #   SIPEDGE_CMD='...'               sipedge start command, run from the repo root; {config} is
 #                                   replaced by the generated config file. Default: deno run
-#                                   --unstable-net -A --v8-flags=--max-semi-space-size=1 main.ts
+#                                   --unstable-net -A --no-code-cache --v8-flags=--max-semi-space-size=1 main.ts
 #                                   --config {config} --control off
 #   SIPLOAD=/path/to/sipload        the UAS (default: built from ../shared/tools/sipload)
 #   DENO=/path/to/deno              deno binary (default: deno on PATH, else npx deno@2.9.6)

@@ -41,6 +41,7 @@ export const RUNTIME_FLAGS: readonly string[] = [
   "--allow-read",
   "--allow-env",
   "--allow-ffi",
+  "--no-code-cache",
   "--v8-flags=--max-semi-space-size=1",
 ];
 

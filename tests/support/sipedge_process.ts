@@ -137,6 +137,7 @@ export async function startSipedge(options: StartSipedgeOptions = {}): Promise<S
     "run",
     "--unstable-net",
     "-A",
+    "--no-code-cache",
     "--v8-flags=--max-semi-space-size=1",
     `${REPO_ROOT}/main.ts`,
     ...(options.args ?? []),
