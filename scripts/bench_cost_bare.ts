@@ -39,9 +39,9 @@
  *
  * Usage: deno run -A scripts/bench_cost_bare.ts --mode tcp|tls --port PORT [--buf 2048]
  * [--cert FILE --key FILE] (tls), or --mode relay --port PORT --upstream HOST:PORT [--workers 2]
- * [--tls-port PORT --cert FILE --key FILE [--tls-impl node|native]], or --mode rest [--workers 2]. Prints `LISTENING` once
- * it accepts connections (relay: once every worker listens); rest: `READY` once every worker has
- * reported in.
+ * [--tls-port PORT --cert FILE --key FILE [--tls-impl node|native]], or --mode rest [--workers 2].
+ * Prints `LISTENING` once it accepts connections (relay: once every worker listens); rest: `READY`
+ * once every worker has reported in.
  * @module
  */
 // Types only (erased): the modes that need node:tls import it when they run, so that the rest
