@@ -1294,6 +1294,12 @@ async function fillQueues(
     queued = (await edge.counters()).gauges.queued_bytes;
     if (queued >= options.atLeast) return queued;
   }
+  // The sends can all land in sipedge's own receive buffer (the kernel grows it up to tcp_rmem's
+  // maximum) before it has read far enough to refuse one: give it time to catch up.
+  for (let i = 0; options.untilRefused && i < 100; i++) {
+    if (flooder.receivedLength > 0) return (await edge.counters()).gauges.queued_bytes;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   throw new Error("the queues did not fill");
 }
 
